@@ -11,9 +11,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+data_app = typer.Typer(help="Inspect MMSA pickles and generate the fusion probe dataset.", no_args_is_help=True)
+backbones_app = typer.Typer(help="Language-model backbones that resolve offline.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(backbones_app, name="backbones")
 
-# Importing these modules registers their commands on `app` (order = order in --help).
-from . import data_cmd, backbones_cmd, train_cmd, experiments_cmd, demo_cmd  # noqa: E402,F401
+# Importing these modules registers their commands (order = order in --help).
+from . import data_cmd, synth_cmd, backbones_cmd, train_cmd, experiments_cmd, demo_cmd  # noqa: E402,F401
 
 
 def main() -> None:

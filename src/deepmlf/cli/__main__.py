@@ -1,0 +1,3 @@
+from deepmlf.cli import main
+
+main()

@@ -1,0 +1,3 @@
+"""CLI commands (being written)."""
+
+from . import app  # noqa: F401
