@@ -62,6 +62,8 @@ class Backbone:
     model: nn.Module  # a transformers *ForCausalLM
     tokenizer: object  # a transformers tokenizer with pad_token set
     name: str  # what the user asked for (built-in name or path)
+    kind: str = "built-in"  # how it resolved: "built-in", "local", "hf-cache" or "gguf" (see loading.py)
+    source: str = ""  # where the weights were read from (a directory or .gguf file; "" = built in code)
 
     def __post_init__(self) -> None:
         mt = self.model_type

@@ -17,7 +17,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(backbones_app, name="backbones")
 
 # Importing these modules registers their commands (order = order in --help).
-from . import data_cmd, synth_cmd, backbones_cmd, train_cmd, experiments_cmd, demo_cmd  # noqa: E402,F401
+from . import data_cmd, synth_cmd, backbones_cmd, train_cmd, experiments_cmd, demo_cmd, report_cmd  # noqa: E402,F401
 
 
 def main() -> None:

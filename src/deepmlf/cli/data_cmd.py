@@ -1,3 +1,149 @@
-"""CLI commands (being written)."""
+"""`deepmlf data inspect`: what an MMSA pickle holds, and what the loader had to repair."""
 
-from . import app  # noqa: F401
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from ..data.mmsa import MMSAData, Split, load_mmsa
+from . import data_app
+from .common import console, friendly_errors
+
+# MMSA's metricsTop classes (DESIGN.md §4): Acc7 rounds the clipped score; SIMS Acc5 bins on (-1.01, -0.7, -0.1, 0.1, 0.7, 1.01].
+MOSI_CLASSES = tuple(str(c) for c in range(-3, 4))
+SIMS_BINS = (-1.01, -0.7, -0.1, 0.1, 0.7, 1.01)
+SIMS_CLASSES = ("negative", "weak_negative", "neutral", "weak_positive", "positive")
+SIMS_CLASS_RANGES = ("[-1, -0.7]", "(-0.7, -0.1]", "(-0.1, 0.1]", "(0.1, 0.7]", "(0.7, 1]")
+
+
+class DatasetChoice(str, Enum):
+    mosi = "mosi"
+    mosei = "mosei"
+    sims = "sims"
+
+
+def label_histogram(labels: np.ndarray, dataset: str | None) -> dict[str, int]:
+    """Counts per MMSA class: 7 classes (round(clip(y, -3, 3))) for MOSI/MOSEI, the 5 Acc5 bins for SIMS."""
+    if dataset == "sims":
+        y = np.clip(labels, -1.0, 1.0)
+        # Bin i holds (SIMS_BINS[i], SIMS_BINS[i+1]], as metricsTop's __multiclass_acc bins.
+        # Edges in the labels' dtype: a float32 label of -0.7 must land in (-1.01, -0.7], not above it.
+        cls = np.searchsorted(np.asarray(SIMS_BINS[1:-1], dtype=y.dtype), y, side="left")
+        return {name: int(np.count_nonzero(cls == i)) for i, name in enumerate(SIMS_CLASSES)}
+    cls = np.round(np.clip(labels, -3.0, 3.0)).astype(int)  # numpy round: half to even, as MMSA
+    return {name: int(np.count_nonzero(cls == int(name))) for name in MOSI_CLASSES}
+
+
+def _lengths_summary(seq_len: int, lengths: np.ndarray) -> dict[str, Any]:
+    return {
+        "max_len": seq_len,
+        "length_min": int(lengths.min()),
+        "length_mean": round(float(lengths.mean()), 2),
+        "length_max": int(lengths.max()),
+    }
+
+
+def split_summary(split: Split, dataset: str | None) -> dict[str, Any]:
+    """The facts `data inspect` shows for one split (stable keys; the --json output)."""
+    labels: dict[str, Any] | None = None
+    if split.has_labels:
+        y = split.labels
+        labels = {
+            "min": round(float(y.min()), 4),
+            "max": round(float(y.max()), 4),
+            "mean": round(float(y.mean()), 4),
+            "histogram": label_histogram(y, dataset),
+        }
+    return {
+        "n": len(split),
+        "audio": {"dim": split.audio_dim, **_lengths_summary(split.audio_len, split.audio_lengths)},
+        "vision": {"dim": split.vision_dim, **_lengths_summary(split.vision_len, split.vision_lengths)},
+        "labels": labels,
+        "nonfinite_replaced": dict(split.nonfinite_replaced),
+    }
+
+
+def inspect_summary(data: MMSAData) -> dict[str, Any]:
+    return {
+        "path": data.path,
+        "dataset": data.dataset,
+        "dataset_label": data.dataset_label,
+        "label_range": list(data.label_range),
+        "splits": {name: split_summary(split, data.dataset) for name, split in data.items()},
+        "notes": list(data.notes),
+    }
+
+
+def _render(summary: dict[str, Any]) -> None:
+    lo, hi = summary["label_range"]
+    console.print(
+        f"[bold]{summary['path']}[/]  dataset: [cyan]{summary['dataset_label']}[/]  labels expected in [{lo:g}, {hi:g}]",
+        highlight=False,
+        soft_wrap=True,
+    )
+    splits = summary["splits"]
+    table = Table(title="splits", title_justify="left")
+    table.add_column("")
+    for name in splits:
+        table.add_column(name, justify="right")
+
+    def row(label: str, fn) -> None:
+        table.add_row(label, *(fn(s) for s in splits.values()))
+
+    row("samples", lambda s: str(s["n"]))
+    for mod in ("audio", "vision"):
+        row(f"{mod} dim", lambda s, m=mod: str(s[m]["dim"]))
+        row(f"{mod} frames (L)", lambda s, m=mod: str(s[m]["max_len"]))
+        row(
+            f"{mod} length min/mean/max",
+            lambda s, m=mod: f"{s[m]['length_min']} / {s[m]['length_mean']:.1f} / {s[m]['length_max']}",
+        )
+        row(f"{mod} non-finite -> 0", lambda s, m=mod: str(s["nonfinite_replaced"].get(m, 0)))
+    row("label min / max", lambda s: f"{s['labels']['min']:g} / {s['labels']['max']:g}" if s["labels"] else "—")
+    row("label mean", lambda s: f"{s['labels']['mean']:.3f}" if s["labels"] else "—")
+    console.print(table)
+
+    labelled = {name: s for name, s in splits.items() if s["labels"]}
+    if labelled:
+        sims = summary["dataset"] == "sims"
+        hist = Table(title="label classes" + (" (SIMS Acc5 bins)" if sims else " (Acc7)"), title_justify="left")
+        hist.add_column("class")
+        for name in labelled:
+            hist.add_column(name, justify="right")
+        classes = next(iter(labelled.values()))["labels"]["histogram"]
+        for i, cls in enumerate(classes):
+            label = f"{cls} {SIMS_CLASS_RANGES[i]}" if sims else cls
+            hist.add_row(label, *(str(s["labels"]["histogram"][cls]) for s in labelled.values()))
+        console.print(hist)
+
+    if summary["notes"]:
+        console.print("[bold]load notes[/]")
+        for note in summary["notes"]:
+            console.print(f"  • {note}", highlight=False, soft_wrap=True)
+
+
+@data_app.command("inspect")
+@friendly_errors
+def inspect(
+    path: Path = typer.Argument(..., help="MMSA processed pickle (aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl)."),
+    dataset: DatasetChoice | None = typer.Option(
+        None, "--dataset", help="Corpus (sets the label range and classes); inferred from the file when omitted."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the same facts."),
+    unlabelled: bool = typer.Option(
+        False, "--unlabelled", help="Accept a file for prediction: any subset of splits, labels optional."
+    ),
+) -> None:
+    """Validate an MMSA pickle and show per split: sizes, feature dims, frame lengths, labels, repairs."""
+    data = load_mmsa(path, dataset=dataset.value if dataset else None, require_labels=not unlabelled)
+    summary = inspect_summary(data)
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        _render(summary)

@@ -17,7 +17,7 @@ class Batch:
     audio_lengths: torch.Tensor  # (B,) long, number of real audio frames (>= 1)
     vision: torch.Tensor  # (B, Lv, Dv) float
     vision_lengths: torch.Tensor  # (B,) long
-    labels: torch.Tensor  # (B,) float sentiment score ([-3, 3] MOSI/MOSEI, [-1, 1] SIMS)
+    labels: torch.Tensor | None  # (B,) float sentiment score ([-3, 3] MOSI/MOSEI, [-1, 1] SIMS); None = unlabelled
     ids: list[str]  # sample ids, as in the pickle's `id` key
 
     def to(self, device: torch.device | str) -> "Batch":
@@ -29,4 +29,4 @@ class Batch:
         return replace(self, **moved)
 
     def __len__(self) -> int:
-        return int(self.labels.shape[0])
+        return int(self.input_ids.shape[0])

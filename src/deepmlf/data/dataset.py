@@ -1,0 +1,126 @@
+"""From a validated `Split` to model-ready `Batch`es: a torch Dataset, the collate function, a loader.
+
+Text is tokenised per batch with the backbone's own tokenizer, right-padded to exactly
+`max_text_len` with truncation, as the authors' loops do (every batch has the same text width,
+so fusion-token positions never move). Audio and vision keep the pickle's full frame count L:
+the AV encoder pools over real frames using the lengths (DESIGN.md §1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import BackboneError, ConfigError
+from .batch import Batch
+from .mmsa import Split
+
+
+class MSADataset(Dataset):
+    """Per-sample dicts over one `Split` (views into its arrays; the collate stacks them)."""
+
+    def __init__(self, split: Split) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        s = self.split
+        return {
+            "raw_text": s.raw_text[i],
+            "audio": s.audio[i],  # (La, Da) float32
+            "audio_length": int(s.audio_lengths[i]),
+            "vision": s.vision[i],  # (Lv, Dv) float32
+            "vision_length": int(s.vision_lengths[i]),
+            "label": float(s.labels[i]) if s.has_labels else None,
+            "id": s.ids[i],
+        }
+
+
+class MSACollate:
+    """Samples -> `Batch`. A class rather than a closure so DataLoader workers can pickle it."""
+
+    def __init__(self, tokenizer: Any, max_text_len: int) -> None:
+        if max_text_len < 1:
+            raise ConfigError(f"data.max_text_len={max_text_len}: expected at least 1 text token")
+        eos = getattr(tokenizer, "eos_token_id", None)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        if eos is None and pad is None:
+            raise BackboneError(
+                f"tokenizer {type(tokenizer).__name__} has neither an eos nor a pad token; "
+                "deepmlf needs one to pad transcripts and to stand in for an empty one"
+            )
+        self.tokenizer = tokenizer
+        self.max_text_len = max_text_len
+        self.pad_id = int(pad if pad is not None else eos)
+        # An empty transcript becomes one eos token, so "last real token" (x_tK, eq. 12) always exists.
+        self.empty_id = int(eos if eos is not None else pad)
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Unpadded token ids per text: truncated to max_text_len, never empty."""
+        # Whitespace carries no content: tokenise it as "" (a tokenizer may still add its specials).
+        cleaned = [t if t.strip() else "" for t in texts]
+        enc = self.tokenizer(cleaned, truncation=True, max_length=self.max_text_len)
+        return [list(ids)[: self.max_text_len] or [self.empty_id] for ids in enc["input_ids"]]
+
+    def __call__(self, samples: list[dict[str, Any]]) -> Batch:
+        # Shapes: B batch, T = max_text_len, La/Lv raw frames, Da/Dv feature dims.
+        ids_per_text = self.token_ids([s["raw_text"] for s in samples])
+        b, t = len(samples), self.max_text_len
+        input_ids = torch.full((b, t), self.pad_id, dtype=torch.long)  # (B, T), right padding
+        attention_mask = torch.zeros((b, t), dtype=torch.long)  # (B, T), 1 = real token
+        for row, ids in enumerate(ids_per_text):
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, : len(ids)] = 1
+        labels = [s["label"] for s in samples]
+        return Batch(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            audio=torch.from_numpy(np.stack([s["audio"] for s in samples])),  # (B, La, Da)
+            audio_lengths=torch.tensor([s["audio_length"] for s in samples], dtype=torch.long),  # (B,)
+            vision=torch.from_numpy(np.stack([s["vision"] for s in samples])),  # (B, Lv, Dv)
+            vision_lengths=torch.tensor([s["vision_length"] for s in samples], dtype=torch.long),  # (B,)
+            # Unlabelled data (prediction) gives labels=None, which tells the model to skip the loss.
+            labels=None if any(y is None for y in labels) else torch.tensor(labels, dtype=torch.float32),
+            ids=[s["id"] for s in samples],
+        )
+
+
+def make_collate(tokenizer: Any, max_text_len: int) -> MSACollate:
+    """The collate function: tokenise `raw_text` (right padding to exactly `max_text_len`) and stack features."""
+    return MSACollate(tokenizer, max_text_len)
+
+
+def make_loader(
+    split: Split,
+    tokenizer: Any,
+    *,
+    max_text_len: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader of `Batch`es. With shuffle, the order is a function of `seed` alone: two loaders
+    with the same seed yield the same sequence of epochs (each epoch draws a new permutation)."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size}: expected at least 1")
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return DataLoader(
+        MSADataset(split),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        collate_fn=make_collate(tokenizer, max_text_len),
+        num_workers=num_workers,
+        drop_last=drop_last,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )

@@ -1,0 +1,487 @@
+"""Load and validate MMSA processed feature pickles (DESIGN.md §3).
+
+An MMSA pickle (`aligned_50.pkl`, `unaligned_50.pkl`, `unaligned_39.pkl`) is a dict with splits
+`train` / `valid` / `test`, each a dict of arrays. deepmlf reads `raw_text`, `audio`, `vision`,
+`audio_lengths`, `vision_lengths`, `regression_labels` and `id`; everything else (`text`,
+`text_bert`, `annotations`, `classification_labels`, SIMS `regression_labels_T/A/V`) is ignored.
+
+Every check names the file, split and key, and says what was expected, so a user with a
+hand-made or truncated file learns what to fix instead of meeting a bare KeyError deep inside
+training. Repairs that real files need (NaN/±inf in MOSEI COVAREP audio, missing `*_lengths`
+in some `aligned_50.pkl` versions, missing `id`) are made and reported in `MMSAData.notes`.
+
+Pickles run code when loaded: only load files you trust.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import ConfigError, DataError
+
+DATASETS = ("mosi", "mosei", "sims")
+SPLITS = ("train", "valid", "test")
+# Sentiment score range of each corpus: MOSI/MOSEI annotate -3..3, CH-SIMS -1..1.
+LABEL_RANGES: dict[str, tuple[float, float]] = {"mosi": (-3.0, 3.0), "mosei": (-3.0, 3.0), "sims": (-1.0, 1.0)}
+LABEL_SLACK = 1e-6  # float32 round-off on labels stored as float64 averages
+# (audio dim, vision dim) of the standard MMSA features: COVAREP/Facet (MOSI, MOSEI), Librosa/OpenFace (SIMS).
+STANDARD_DIMS: dict[str, tuple[int, int]] = {"mosi": (5, 20), "mosei": (74, 35), "sims": (33, 709)}
+MOSI_LIKE = "mosi/mosei-like"  # what an unidentified file with [-3, 3] labels is reported as
+
+_MODALITIES = ("audio", "vision")
+_USED_KEYS = ("raw_text", "audio", "vision", "audio_lengths", "vision_lengths", "regression_labels", "id")
+_CHUNK = 256  # samples per chunk when scanning features: bounds temporary masks on multi-GB MOSEI arrays
+_PROGRESS_MIN_BYTES = 256 * 2**20  # show a read progress bar for files at least this large
+
+
+@dataclass(eq=False)
+class Split:
+    """One split of an MMSA pickle, validated. N samples, La/Lv raw frames, Da/Dv feature dims."""
+
+    name: str  # "train", "valid" or "test"
+    raw_text: list[str]  # (N,) transcripts, tokenised on the fly by the collate function
+    audio: np.ndarray  # (N, La, Da) float32, non-finite values replaced by 0
+    audio_lengths: np.ndarray  # (N,) int64 in [1, La]: real frames
+    vision: np.ndarray  # (N, Lv, Dv) float32
+    vision_lengths: np.ndarray  # (N,) int64 in [1, Lv]
+    labels: np.ndarray  # (N,) float32 sentiment scores; NaN when the file has none (prediction only)
+    ids: list[str]  # (N,) sample ids, as in the pickle's `id` (or `<split>-<index>` when it has none)
+    nonfinite_replaced: dict[str, int] = field(default_factory=dict)  # key -> NaN/±inf values set to 0
+    has_labels: bool = True  # False when `regression_labels` was absent (require_labels=False)
+
+    def __len__(self) -> int:
+        return int(self.audio.shape[0])
+
+    @property
+    def audio_dim(self) -> int:
+        return int(self.audio.shape[2])
+
+    @property
+    def vision_dim(self) -> int:
+        return int(self.vision.shape[2])
+
+    @property
+    def audio_len(self) -> int:
+        """La: frames per sample in the array (real frames are `audio_lengths`)."""
+        return int(self.audio.shape[1])
+
+    @property
+    def vision_len(self) -> int:
+        return int(self.vision.shape[1])
+
+    def __repr__(self) -> str:
+        return (
+            f"Split({self.name!r}, n={len(self)}, audio={tuple(self.audio.shape)}, "
+            f"vision={tuple(self.vision.shape)}, has_labels={self.has_labels})"
+        )
+
+
+class MissingSplitError(DataError, KeyError):
+    """`data[name]` for a split the file does not hold (a KeyError too, so Mapping idioms keep working)."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0])
+
+
+class MMSAData(dict):
+    """The validated splits of one file (a `dict[str, Split]`) plus what the loader found out.
+
+    `data["train"]` is the train `Split`; `notes` lists every repair and inference the loader made
+    (the load report); `dataset` is the corpus ("mosi", "mosei", "sims") or None when neither the
+    caller nor the file identified it (then labels are checked against [-3, 3]).
+    """
+
+    def __init__(
+        self,
+        splits: Mapping[str, Split],
+        *,
+        path: str,
+        dataset: str | None,
+        label_range: tuple[float, float],
+        notes: list[str],
+    ) -> None:
+        super().__init__(splits)
+        self.path = path
+        self.dataset = dataset
+        self.label_range = label_range
+        self.notes = notes
+
+    @property
+    def splits(self) -> dict[str, Split]:
+        return dict(self)
+
+    @property
+    def dataset_label(self) -> str:
+        """The corpus for display: its name, or "mosi/mosei-like" when unidentified."""
+        return self.dataset or MOSI_LIKE
+
+    def __missing__(self, key: str) -> Split:
+        raise MissingSplitError(f"{self.path}: no split {key!r}; the file holds: {', '.join(self) or 'none'}")
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={len(v)}" for k, v in self.items())
+        return f"MMSAData({self.path!r}, dataset={self.dataset_label!r}, {sizes})"
+
+
+# --------------------------------------------------------------------------------------- public API
+def load_mmsa(path: str | Path, *, dataset: str | None = None, require_labels: bool = True) -> MMSAData:
+    """Read and validate an MMSA processed pickle.
+
+    dataset: "mosi", "mosei", "sims", or None to infer it from the feature dims and labels.
+    require_labels: True for training/evaluation (all three splits, each with `regression_labels`);
+        False for prediction on new data (any non-empty subset of the splits; absent labels -> NaN).
+    Raises DataError naming the file, split and key for anything that is not MMSA layout.
+    """
+    path = Path(path)
+    obj = _read_pickle(path)
+    return mmsa_from_dict(obj, source=str(path), dataset=dataset, require_labels=require_labels)
+
+
+def mmsa_from_dict(
+    obj: Any, *, source: str = "<in-memory>", dataset: str | None = None, require_labels: bool = True
+) -> MMSAData:
+    """Validate an already-unpickled MMSA dict (as `load_mmsa` does after reading the file).
+
+    Feature arrays that are already float32 are used in place (NaN/±inf replaced in place), so
+    the caller's dict should not be reused for anything else.
+    """
+    if dataset is not None and dataset not in DATASETS:
+        raise ConfigError(f"dataset={dataset!r}: expected one of {', '.join(DATASETS)} (or None to infer it)")
+    if not isinstance(obj, Mapping):
+        raise DataError(
+            f"{source}: expected a dict with splits {', '.join(SPLITS)} (MMSA layout); found {type(obj).__name__}"
+        )
+    keys = [str(k) for k in obj]
+    if "audio" in obj and "vision" in obj:
+        raise DataError(
+            f"{source}: the top level holds feature keys ({', '.join(keys)}), not splits; "
+            f"MMSA files nest them as {{'train': {{...}}, 'valid': {{...}}, 'test': {{...}}}}"
+        )
+    present = [s for s in SPLITS if s in obj]
+    if require_labels:
+        missing = [s for s in SPLITS if s not in obj]
+        if missing:
+            raise DataError(
+                f"{source}: missing split {', '.join(repr(s) for s in missing)}; expected train, valid, test; "
+                f"found keys: {', '.join(keys) or 'none'}"
+            )
+    elif not present:
+        raise DataError(
+            f"{source}: holds none of the splits {', '.join(SPLITS)}; found keys: {', '.join(keys) or 'none'}"
+        )
+
+    notes: list[str] = []
+    other_top = [k for k in keys if k not in SPLITS]
+    if other_top:
+        notes.append(f"ignored top-level keys: {', '.join(other_top)}")
+    splits = {name: _parse_split(obj[name], name, source, require_labels, notes) for name in present}
+    ignored = sorted({str(k) for name in present for k in obj[name] if k not in _USED_KEYS})
+    if ignored:
+        notes.append(f"ignored keys (not used by deepmlf): {', '.join(ignored)}")
+
+    _check_dims_agree(splits, source)
+    dataset, inference_note = _resolve_dataset(splits, dataset)
+    if inference_note:
+        notes.append(inference_note)
+    label_range = LABEL_RANGES[dataset] if dataset else LABEL_RANGES["mosi"]
+    for split in splits.values():
+        _check_label_range(split, source, dataset, label_range)
+    return MMSAData(splits, path=source, dataset=dataset, label_range=label_range, notes=notes)
+
+
+# --------------------------------------------------------------------------------------- reading
+def _read_pickle(path: Path) -> Any:
+    if not path.exists():
+        raise DataError(f"{path}: file not found (expected an MMSA pickle such as unaligned_50.pkl)")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; expected an MMSA pickle file such as unaligned_50.pkl")
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"{path}: file is empty; expected an MMSA pickle")
+    try:
+        return _unpickle(path, size, encoding="ASCII")
+    except UnicodeDecodeError:
+        # Python 2 pickles hold numpy buffers as str; latin1 is numpy's documented way to read them.
+        try:
+            return _unpickle(path, size, encoding="latin1")
+        except Exception as e:  # noqa: BLE001 - any failure here means "not a readable pickle"
+            raise DataError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+    except ModuleNotFoundError as e:
+        raise DataError(
+            f"{path}: the pickle needs module {e.name!r}, which is not installed "
+            "(files written with numpy>=2 need numpy>=2 to read)"
+        ) from None
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, ValueError, ... all mean the same to the user
+        raise DataError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+
+
+def _unpickle(path: Path, size: int, *, encoding: str) -> Any:
+    # MOSEI unaligned files are multi-GB: show read progress (on a terminal) for large files.
+    disable = True if size < _PROGRESS_MIN_BYTES else None
+    with open(path, "rb") as f, tqdm(
+        total=size, desc=f"reading {path.name}", unit="B", unit_scale=True, disable=disable, leave=False
+    ) as bar:
+        return pickle.load(_ProgressReader(f, bar), encoding=encoding)
+
+
+class _ProgressReader:
+    """The file methods the unpickler uses, each advancing a progress bar.
+
+    (tqdm.wrapattr wraps `read` only, but numpy buffers arrive through `readinto`.)
+    """
+
+    def __init__(self, f: Any, bar: tqdm) -> None:
+        self._f, self._bar = f, bar
+
+    def read(self, n: int = -1) -> bytes:
+        out = self._f.read(n)
+        self._bar.update(len(out))
+        return out
+
+    def readinto(self, buf: Any) -> int:
+        k = self._f.readinto(buf)
+        self._bar.update(k or 0)
+        return k
+
+    def readline(self) -> bytes:
+        out = self._f.readline()
+        self._bar.update(len(out))
+        return out
+
+
+# --------------------------------------------------------------------------------------- one split
+def _parse_split(raw: Any, name: str, source: str, require_labels: bool, notes: list[str]) -> Split:
+    where = f"{source}: split {name!r}"
+    if not isinstance(raw, Mapping):
+        raise DataError(f"{where}: expected a dict of arrays (raw_text, audio, vision, ...); found {type(raw).__name__}")
+    required = ["raw_text", "audio", "vision"] + (["regression_labels"] if require_labels else [])
+    for key in required:
+        if key not in raw:
+            raise DataError(
+                f"{where}: missing key {key!r}; expected {', '.join(required)}; "
+                f"found keys: {', '.join(map(str, raw)) or 'none'}"
+            )
+
+    # Sample counts first: cheap, and the most common sign of a hand-assembled file gone wrong.
+    counts: dict[str, int] = {}
+    for key in _USED_KEYS:
+        if key in raw:
+            counts[key] = _count(raw[key], f"{where}: key {key!r}")
+    n = counts["audio"]
+    for key, c in counts.items():
+        if c != n:
+            raise DataError(f"{where}: sample counts differ: 'audio' has {n} samples but {key!r} has {c}")
+    if n == 0:
+        raise DataError(f"{where}: holds no samples")
+
+    features: dict[str, np.ndarray] = {}
+    nonfinite: dict[str, int] = {}
+    for key in _MODALITIES:
+        features[key] = _features(raw[key], f"{where}: key {key!r}")
+        nonfinite[key] = _replace_nonfinite(features[key])
+        if nonfinite[key]:
+            notes.append(f"{name}: replaced {nonfinite[key]} non-finite values (NaN/±inf) in {key} with 0")
+
+    lengths: dict[str, np.ndarray] = {}
+    for key in _MODALITIES:
+        lkey = f"{key}_lengths"
+        if lkey in raw:
+            lengths[key] = _lengths(raw[lkey], features[key].shape[1], f"{where}: key {lkey!r}", name, lkey, notes)
+        else:
+            lengths[key] = _derive_lengths(features[key])
+            notes.append(f"{name}: no {lkey!r}; derived as the last non-zero {key} frame + 1 (min 1)")
+
+    if "regression_labels" in raw:
+        labels = _labels(raw["regression_labels"], n, f"{where}: key 'regression_labels'")
+        has_labels = True
+    else:
+        labels = np.full(n, np.nan, dtype=np.float32)
+        has_labels = False
+        notes.append(f"{name}: no 'regression_labels'; labels are NaN (prediction only)")
+
+    if "id" in raw:
+        ids = _strings(raw["id"], f"{where}: key 'id'")
+    else:
+        ids = [f"{name}-{i}" for i in range(n)]
+        notes.append(f"{name}: no 'id'; generated ids {name}-0 .. {name}-{n - 1}")
+    if len(set(ids)) != n:
+        notes.append(f"{name}: {n - len(set(ids))} duplicate ids")
+
+    return Split(
+        name=name,
+        raw_text=_strings(raw["raw_text"], f"{where}: key 'raw_text'"),
+        audio=features["audio"],
+        audio_lengths=lengths["audio"],
+        vision=features["vision"],
+        vision_lengths=lengths["vision"],
+        labels=labels,
+        ids=ids,
+        nonfinite_replaced=nonfinite,
+        has_labels=has_labels,
+    )
+
+
+def _count(value: Any, where: str) -> int:
+    try:
+        return len(value)
+    except TypeError:
+        raise DataError(f"{where}: expected one entry per sample; found {type(value).__name__} {value!r:.60}") from None
+
+
+def _features(value: Any, where: str) -> np.ndarray:
+    try:
+        a = np.asarray(value)
+    except ValueError:  # ragged lists of frames
+        raise DataError(f"{where}: expected a 3-D array (N, L, D); found ragged sequences") from None
+    if a.ndim != 3:
+        raise DataError(f"{where}: expected a 3-D array (N, L, D) of frames; found shape {tuple(a.shape)}")
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+        raise DataError(f"{where}: expected numeric features; found dtype {a.dtype}")
+    if a.shape[1] == 0 or a.shape[2] == 0:
+        raise DataError(f"{where}: expected at least one frame and one feature; found shape {tuple(a.shape)}")
+    if a.dtype != np.float32:
+        a = a.astype(np.float32)  # the one conversion: float64 pickles become float32 once
+    elif not a.flags.writeable:
+        a = a.copy()
+    return a
+
+
+def _replace_nonfinite(a: np.ndarray) -> int:
+    """Set NaN/±inf to 0 in place (real MOSEI COVAREP audio holds -inf); return how many."""
+    replaced = 0
+    for start in range(0, a.shape[0], _CHUNK):
+        block = a[start : start + _CHUNK]  # a view: assignments write through
+        bad = ~np.isfinite(block)
+        k = int(np.count_nonzero(bad))
+        if k:
+            block[bad] = 0.0
+            replaced += k
+    return replaced
+
+
+def _derive_lengths(a: np.ndarray) -> np.ndarray:
+    """Real frames = index of the last frame with any non-zero value + 1; all-zero samples get 1."""
+    n, seq_len, _ = a.shape
+    out = np.empty(n, dtype=np.int64)
+    for start in range(0, n, _CHUNK):
+        nonzero = np.any(a[start : start + _CHUNK] != 0, axis=2)  # (b, L)
+        last = seq_len - np.argmax(nonzero[:, ::-1], axis=1)
+        out[start : start + _CHUNK] = np.where(nonzero.any(axis=1), last, 1)
+    return out
+
+
+def _lengths(value: Any, seq_len: int, where: str, split: str, key: str, notes: list[str]) -> np.ndarray:
+    try:
+        x = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: expected integer frame counts; found non-numeric values") from None
+    if x.ndim == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 1:
+        raise DataError(f"{where}: expected shape (N,); found {tuple(x.shape)}")
+    if not np.all(np.isfinite(x)) or np.any(x != np.round(x)):
+        i = int(np.flatnonzero(~np.isfinite(x) | (x != np.round(x)))[0])
+        raise DataError(f"{where}: expected integer frame counts; sample {i} has {x[i]}")
+    bad = (x < 0) | (x > seq_len)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{where}: expected lengths in [0, {seq_len}] (the array holds {seq_len} frames); "
+            f"{int(bad.sum())} outside, e.g. sample {i} has {int(x[i])}"
+        )
+    out = x.astype(np.int64)
+    zeros = int(np.count_nonzero(out == 0))
+    if zeros:
+        out[out == 0] = 1  # pooling needs one frame; a 0-length sample is all padding (zeros) anyway
+        notes.append(f"{split}: {zeros} {key} of 0 set to 1")
+    return out
+
+
+def _labels(value: Any, n: int, where: str) -> np.ndarray:
+    try:
+        y = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: expected numeric sentiment scores; found non-numeric values") from None
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{where}: expected shape (N,) or (N, 1); found {tuple(y.shape)}")
+    finite = np.isfinite(y)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise DataError(f"{where}: {int((~finite).sum())} non-finite labels, e.g. sample {i} has {y[i]}")
+    return y.astype(np.float32)
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    out: list[str] = []
+    for i, v in enumerate(value):
+        if isinstance(v, str):
+            out.append(str(v))  # np.str_ -> str
+        elif isinstance(v, bytes):
+            out.append(v.decode("utf-8", errors="replace"))
+        elif isinstance(v, (int, np.integer)):
+            out.append(str(v))
+        else:
+            raise DataError(f"{where}: expected strings; sample {i} is {type(v).__name__} {v!r:.60}")
+    return out
+
+
+# --------------------------------------------------------------------------------------- across splits
+def _check_dims_agree(splits: dict[str, Split], source: str) -> None:
+    first = next(iter(splits.values()))
+    for split in splits.values():
+        for key in _MODALITIES:
+            d0, d = getattr(first, f"{key}_dim"), getattr(split, f"{key}_dim")
+            if d != d0:
+                raise DataError(
+                    f"{source}: key {key!r}: feature dim differs across splits: "
+                    f"{first.name!r} has {d0}, {split.name!r} has {d}"
+                )
+
+
+def _resolve_dataset(splits: dict[str, Split], dataset: str | None) -> tuple[str | None, str | None]:
+    """The caller's dataset, or one inferred from the feature dims (+ label range for SIMS)."""
+    first = next(iter(splits.values()))
+    dims = (first.audio_dim, first.vision_dim)
+    if dataset is not None:
+        if dims != STANDARD_DIMS[dataset]:
+            return dataset, (
+                f"feature dims (audio {dims[0]}, vision {dims[1]}) differ from the standard {dataset} features "
+                f"(audio {STANDARD_DIMS[dataset][0]}, vision {STANDARD_DIMS[dataset][1]}); fine for custom features"
+            )
+        return dataset, None
+    labelled = [s.labels for s in splits.values() if s.has_labels]
+    lo = min((float(y.min()) for y in labelled), default=None)
+    hi = max((float(y.max()) for y in labelled), default=None)
+    within_sims = lo is None or (lo >= -1 - LABEL_SLACK and hi <= 1 + LABEL_SLACK)
+    for name in ("sims", "mosi", "mosei"):
+        if dims == STANDARD_DIMS[name] and (name != "sims" or within_sims):
+            return name, f"dataset inferred as {name} from the feature dims (audio {dims[0]}, vision {dims[1]})"
+    return None, (
+        f"dataset not given and not identified by the feature dims (audio {dims[0]}, vision {dims[1]}); "
+        f"treated as {MOSI_LIKE} (labels in [-3, 3]); pass the dataset to be explicit"
+    )
+
+
+def _check_label_range(split: Split, source: str, dataset: str | None, label_range: tuple[float, float]) -> None:
+    if not split.has_labels:
+        return
+    lo, hi = label_range
+    y = split.labels
+    bad = (y < lo - LABEL_SLACK) | (y > hi + LABEL_SLACK)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{source}: split {split.name!r}: key 'regression_labels': expected scores in [{lo:g}, {hi:g}] "
+            f"for {dataset or MOSI_LIKE}; {int(bad.sum())} outside, e.g. {float(y[i]):g} (id {split.ids[i]!r}). "
+            "Is the dataset right?"
+        )

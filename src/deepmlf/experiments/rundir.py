@@ -1,0 +1,144 @@
+"""Reading run directories (layout in docs/contracts.md, "Run directory"): what is finished, what it scored.
+
+Only seeds whose `DONE` marker exists count as results: a seed killed mid-run leaves `last.pt`
+and a partial `history.jsonl` behind, which `train_run(..., resume=True)` continues from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ..errors import ConfigError, DataError
+from ..io import read_jsonl
+
+SeedState = Literal["done", "partial", "todo"]
+_SEED_DIR = re.compile(r"^seed-(-?\d+)$")
+
+
+def seed_dir(run_dir: Path, seed: int) -> Path:
+    return Path(run_dir) / f"seed-{seed}"
+
+
+def seed_dirs(run_dir: Path) -> dict[int, Path]:
+    """Every `seed-<S>` folder of a run, by seed, in seed order."""
+    run_dir = Path(run_dir)
+    found = {}
+    if run_dir.is_dir():
+        for p in run_dir.iterdir():
+            m = _SEED_DIR.match(p.name)
+            if m and p.is_dir():
+                found[int(m.group(1))] = p
+    return dict(sorted(found.items()))
+
+
+def seed_state(path: Path) -> SeedState:
+    """done: DONE written; partial: started (a checkpoint or history line exists); todo: nothing yet."""
+    if (path / "DONE").exists():
+        return "done"
+    if (path / "last.pt").exists() or (path / "history.jsonl").exists() or (path / "stage1").exists():
+        return "partial"
+    return "todo"
+
+
+def run_state(run_dir: Path, seeds: list[int]) -> tuple[SeedState, int]:
+    """State of a run for the given seeds, and how many of them are done."""
+    states = [seed_state(seed_dir(run_dir, s)) for s in seeds]
+    n_done = states.count("done")
+    if n_done == len(seeds):
+        return "done", n_done
+    if n_done or "partial" in states:
+        return "partial", n_done
+    return "todo", n_done
+
+
+def done_seeds(run_dir: Path) -> list[int]:
+    return [s for s, p in seed_dirs(run_dir).items() if seed_state(p) == "done"]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing (the seed is marked DONE, so the run directory is damaged)") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} is not valid JSON: {e}") from None
+
+
+def seed_test_metrics(run_dir: Path) -> dict[int, dict[str, float]]:
+    """`seed -> MMSA test metrics` for every finished seed (values as fractions, MAE/Corr raw)."""
+    out: dict[int, dict[str, float]] = {}
+    for seed in done_seeds(run_dir):
+        path = seed_dir(run_dir, seed) / "test_metrics.json"
+        raw = _read_json(path)
+        if not isinstance(raw, dict):
+            raise DataError(f"{path}: expected a JSON object of metric -> value")
+        metrics = raw.get("metrics", raw) if isinstance(raw.get("metrics"), dict) else raw
+        out[seed] = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return out
+
+
+def gate_values(run_dir: Path) -> dict[int, list[dict[str, float]]]:
+    """`seed -> [{"layer", "gate_attn", "gate_ffw"}, ...]` for finished seeds that wrote gates.json."""
+    out: dict[int, list[dict[str, float]]] = {}
+    for seed in done_seeds(run_dir):
+        path = seed_dir(run_dir, seed) / "gates.json"
+        if not path.exists():
+            continue
+        raw = _read_json(path)
+        if isinstance(raw, dict):  # tolerate {"gates": [...]} / {"layers": [...]}
+            raw = raw.get("gates", raw.get("layers"))
+        if not isinstance(raw, list) or not all(isinstance(g, dict) and "layer" in g for g in raw):
+            raise DataError(f"{path}: expected a list of {{'layer', 'gate_attn', 'gate_ffw'}} objects")
+        out[seed] = raw
+    return out
+
+
+def read_config_tree(run_dir: Path) -> dict[str, Any] | None:
+    """The resolved config a run was trained with (its config.yaml), or None if it has none yet."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        return None
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level")
+    return tree
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"model": {"n_fusion": 12}} -> {"model.n_fusion": 12}; lists stay values."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def best_valid(history: list[dict[str, Any]], metric: str, direction: str) -> tuple[int, float] | None:
+    """(epoch, value) of the best validation epoch by `metric`; None if no epoch reported it."""
+    best: tuple[int, float] | None = None
+    for i, rec in enumerate(history):
+        valid = rec.get("valid") or {}
+        v = valid.get(metric)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(float(v)):
+            continue
+        v = float(v)
+        if best is None or (v > best[1] if direction == "max" else v < best[1]):
+            best = (int(rec.get("epoch", i)), v)
+    return best
+
+
+def history(seed_path: Path) -> list[dict[str, Any]]:
+    path = Path(seed_path) / "history.jsonl"
+    return read_jsonl(path) if path.exists() else []

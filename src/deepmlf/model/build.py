@@ -1,0 +1,162 @@
+"""Factories: the only readers of the config tree for the model (STYLE.md habit 1).
+
+    build_model(cfg, audio_dim=, vision_dim=, backbone=None) -> DeepMLF          (stage 2)
+    build_av_regressor(cfg, audio_dim, vision_dim) -> AVRegressor                (stage 1)
+    build_text_regressor(cfg, backbone=None) -> TextRegressor                     (text-only reference)
+
+Freezing is decided here, once, by module: the backbone is frozen before anything is built on
+it; the new modules train; `pretrain_freeze` freezes the AV encoder; a LoRA FFW freezes its
+copied base. The trainable count is logged and the backbone's grad-freedom asserted.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..backbones.adapter import Backbone
+from ..config import AVEncoderConfig, Config, check_against_backbone
+from ..errors import CheckpointError, ConfigError
+from .augment import EmbeddingAugment
+from .av_encoder import AVEncoder, AVRegressor
+from .deepmlf import DeepMLF, LossWeights
+from .ffw import make_ffw
+from .heads import DeepMLFHeads
+from .mm_block import Gate, GatedCrossAttention, MMBlock
+from .multimodal_lm import MultimodalLM
+from .state import load_strict
+from .text_regressor import TextRegressor
+
+log = logging.getLogger(__name__)
+
+
+def _load_backbone(cfg: Config) -> Backbone:
+    from ..backbones import load_backbone  # lazy: loading pulls in gguf / safetensors machinery
+
+    return load_backbone(cfg.model.backbone, dtype=cfg.model.dtype)
+
+
+def build_av_encoder(cfg: AVEncoderConfig, *, audio_dim: int, vision_dim: int) -> AVEncoder:
+    for key, dim in (("audio", audio_dim), ("vision", vision_dim)):
+        if dim < 1:
+            raise ConfigError(f"{key} feature dimension must be >= 1, got {dim}")
+    return AVEncoder(
+        audio_dim=audio_dim,
+        vision_dim=vision_dim,
+        d_av=cfg.d_av,
+        steps=cfg.av_len,
+        n_layers=cfg.n_layers,
+        n_heads=cfg.n_heads,
+        ffn_mult=cfg.ffn_mult,
+        dropout=cfg.dropout,
+        batchnorm=cfg.batchnorm,
+    )
+
+
+def build_av_regressor(cfg: Config, audio_dim: int, vision_dim: int) -> AVRegressor:
+    """Stage 1: the AV encoder of `cfg.model.av_encoder` plus a scalar head."""
+    model = AVRegressor(encoder=build_av_encoder(cfg.model.av_encoder, audio_dim=audio_dim, vision_dim=vision_dim))
+    log.info("AV regressor: %s trainable parameters", f"{model.parameter_counts()['trainable']:,}")
+    return model
+
+
+def load_av_encoder_checkpoint(encoder: AVEncoder, path: str | Path) -> None:
+    """Initialise `encoder` from a stage-1 checkpoint `{"av_encoder": state_dict, "config": ..., ...}`.
+
+    Raises CheckpointError naming the file and the missing / unexpected / mis-shaped key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"model.av_encoder.checkpoint: {path} does not exist (run stage 1 or fix the path)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt or foreign file: say which, not a pickle traceback
+        raise CheckpointError(f"model.av_encoder.checkpoint: cannot read {path} as a torch checkpoint ({e})") from e
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("av_encoder"), dict):
+        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path}: not a stage-1 checkpoint (expected an 'av_encoder' state dict; found {keys})")
+    expected = {k: v for k, v in encoder.state_dict().items()}
+    try:
+        load_strict(encoder, ckpt["av_encoder"], expected=expected, what=f"AV encoder ({path})")
+    except CheckpointError as e:
+        raise CheckpointError(f"{e} — check model.av_encoder settings and feature dims against stage 1") from None
+
+
+def _build_mm_block(cfg: Config, backbone: Backbone, layer_index: int) -> MMBlock:
+    m = cfg.model
+    ffw = make_ffw(
+        backbone, layer_index, mode=m.ffw, lora_r=m.lora.r, lora_alpha=m.lora.alpha, lora_dropout=m.lora.dropout
+    )
+    has_ffw = ffw is not None
+    return MMBlock(
+        attn=GatedCrossAttention(
+            d_model=backbone.hidden_size, d_av=m.av_encoder.d_av, n_heads=m.n_heads, dropout=m.dropout
+        ),
+        norm_attn=backbone.make_norm(),
+        gate_attn=Gate(kind=m.gate, init=m.gate_init),
+        ffw=ffw,
+        norm_ffw=backbone.make_norm() if has_ffw else None,
+        gate_ffw=Gate(kind=m.gate, init=m.gate_init) if has_ffw else None,
+        query=m.gca_query,
+    )
+
+
+def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backbone | None = None) -> DeepMLF:
+    """DeepMLF on `backbone` (loaded from `cfg.model.backbone` when None; it is wrapped in place)."""
+    m = cfg.model
+    backbone = backbone if backbone is not None else _load_backbone(cfg)
+    check_against_backbone(m, n_layers=backbone.n_layers, hidden_size=backbone.hidden_size)
+    backbone.freeze()  # once, before anything trainable is attached to it
+
+    av_encoder = build_av_encoder(m.av_encoder, audio_dim=audio_dim, vision_dim=vision_dim)
+    if m.av_encoder.init in ("pretrain_tune", "pretrain_freeze"):
+        if m.av_encoder.checkpoint:
+            load_av_encoder_checkpoint(av_encoder, m.av_encoder.checkpoint)
+            log.info("AV encoder initialised from %s (%s)", m.av_encoder.checkpoint, m.av_encoder.init)
+        else:
+            log.info("AV encoder starts random: no stage-1 checkpoint yet (%s)", m.av_encoder.init)
+    # random_tune ignores any checkpoint (Table 8).
+
+    augment = EmbeddingAugment(
+        kind=m.augment.kind, p_apply=m.augment.p_apply, p_perm=m.augment.p_perm,
+        dropout=m.augment.dropout, noise_std=m.augment.noise_std,
+    )
+    mm_blocks = {i: _build_mm_block(cfg, backbone, i) for i in m.mm_layers}
+    lm = MultimodalLM(backbone=backbone, mm_blocks=mm_blocks, n_fusion=m.n_fusion, augment=augment)
+    eos = backbone.tokenizer.eos_token_id
+    if eos is None:
+        raise ConfigError(f"backbone {backbone.name!r}: its tokenizer has no eos token, needed by the LM loss")
+    model = DeepMLF(
+        lm=lm,
+        av_encoder=av_encoder,
+        av_norm=nn.LayerNorm(m.av_encoder.d_av),
+        heads=DeepMLFHeads(d_model=backbone.hidden_size, d_av=m.av_encoder.d_av, hidden=m.head_hidden),
+        loss_weights=LossWeights(
+            lambda_f=cfg.loss.lambda_f, lambda_av=cfg.loss.lambda_av,
+            lambda_t=cfg.loss.lambda_t, lambda_lm=cfg.loss.lambda_lm,
+        ),
+        eos_token_id=int(eos),
+        freeze_av_encoder=m.av_encoder.init == "pretrain_freeze",
+    )
+    leaked = [p for p in lm.backbone_parameters() if p.requires_grad]
+    assert not leaked, f"{len(leaked)} backbone parameters require grad after build"
+    counts = model.parameter_counts()
+    log.info(
+        "DeepMLF on %s: %s trainable / %s total parameters (%s)",
+        backbone.name,
+        f"{counts['trainable']:,}",
+        f"{counts['total']:,}",
+        ", ".join(f"{k} {v['trainable']:,}" for k, v in counts["by_module"].items()),
+    )
+    return model
+
+
+def build_text_regressor(cfg: Config, backbone: Backbone | None = None) -> TextRegressor:
+    """The text-only reference on the same backbone: frozen LM + W_t on x_tK."""
+    backbone = backbone if backbone is not None else _load_backbone(cfg)
+    model = TextRegressor(backbone=backbone)
+    log.info("text regressor on %s: %s trainable parameters", backbone.name, f"{model.parameter_counts()['trainable']:,}")
+    return model

@@ -1,0 +1,167 @@
+"""DeepMLF (paper §4): AV encoder -> multimodal LM with MM blocks -> heads, and the losses.
+
+Features are read after the LM's final norm (DESIGN.md §1):
+    x_tK = last real text token, x̄_f = mean of the fusion tokens, z̄ = masked mean of Norm(Z)
+    y_o = g([x̄_f ‖ x_tK ‖ z̄]),  y_t = W_t x_tK,  y_av = W_av z̄,  y_f = W_f X_f   (eq. 12-13)
+    L = L1(y_o) + λ_f L1(y_f) + λ_av L1(y_av) + λ_t L1(y_t) + λ_LM CE          (eq. 13-14)
+
+Shapes: B batch, T text tokens, K fusion tokens, S AV steps, D LM width, D_av AV width, V vocab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.batch import Batch
+from .av_encoder import AVEncoder, labels_usable, masked_mean
+from .heads import DeepMLFHeads
+from .multimodal_lm import MultimodalLM
+from .state import count_parameters, load_strict, state_without
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """λ of eq. 13-14; the task loss L1(y_o) always has weight 1."""
+
+    lambda_f: float = 1.0
+    lambda_av: float = 1.0
+    lambda_t: float = 1.0
+    lambda_lm: float = 1.0
+
+
+@dataclass
+class DeepMLFOutput:
+    y_o: Tensor  # (B,) task head, the prediction
+    y_t: Tensor  # (B,) text head on x_tK (AV-free)
+    y_av: Tensor  # (B,) AV head on z̄ (text-free)
+    y_f: Tensor  # (B, K) fusion head on each fusion token
+    lm_logits: Tensor  # (B, T, V) next-token logits on the text positions
+    loss: Tensor | None  # eq. 14 total; None for unlabelled batches
+    loss_terms: dict[str, Tensor]  # "task", "f", "av", "t", "lm" (unweighted; empty when unlabelled)
+
+    @property
+    def prediction(self) -> Tensor:
+        return self.y_o
+
+
+def next_token_targets(input_ids: Tensor, attention_mask: Tensor, eos_token_id: int) -> Tensor:
+    """(B, T) targets for the LM loss: token t predicts t+1, the last real token predicts EOS,
+    pads are ignored (-100)."""
+    mask = attention_mask.bool()
+    targets = torch.roll(input_ids, shifts=-1, dims=1)
+    last = (mask.sum(1) - 1).clamp(min=0)  # (B,)
+    targets[torch.arange(input_ids.shape[0], device=input_ids.device), last] = eos_token_id
+    return targets.masked_fill(~mask, -100)
+
+
+class DeepMLF(nn.Module):
+    """The composition; takes already-built parts (see `deepmlf.model.build.build_model`)."""
+
+    def __init__(
+        self,
+        *,
+        lm: MultimodalLM,
+        av_encoder: AVEncoder,
+        av_norm: nn.LayerNorm,
+        heads: DeepMLFHeads,
+        loss_weights: LossWeights,
+        eos_token_id: int,
+        freeze_av_encoder: bool = False,
+    ) -> None:
+        super().__init__()
+        self.lm = lm
+        self.av_encoder = av_encoder
+        self.av_norm = av_norm  # one LayerNorm(D_av) on Z shared by every MM block
+        self.heads = heads
+        self.loss_weights = loss_weights
+        self.eos_token_id = eos_token_id
+        # Table 8 `pretrain_freeze`: decided here, once, by module; train() keeps it in eval.
+        self.av_encoder_frozen = freeze_av_encoder
+        if freeze_av_encoder:
+            self.av_encoder.requires_grad_(False)
+        self.train(True)
+
+    def train(self, mode: bool = True) -> "DeepMLF":
+        super().train(mode)  # MultimodalLM.train keeps the backbone in eval
+        if self.av_encoder_frozen:
+            self.av_encoder.eval()  # frozen means frozen: no dropout, fixed BatchNorm statistics
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: Batch) -> DeepMLFOutput:
+        enc = self.av_encoder.encode_batch(batch)  # z: (B, S, D_av), mask: (B, S)
+        z = self.av_norm(enc.z)  # (B, S, D_av)
+        lm_out = self.lm(batch.input_ids, batch.attention_mask, z, enc.mask)
+        text_h, fusion_h = lm_out.text_hidden, lm_out.fusion_hidden  # (B, T, D), (B, K, D)
+        B = text_h.shape[0]
+        last = (batch.attention_mask.sum(1) - 1).clamp(min=0)  # (B,) index of the last real token
+        x_tk = text_h[torch.arange(B, device=text_h.device), last]  # (B, D)
+        x_f = fusion_h.mean(1)  # (B, D)
+        z_bar = masked_mean(z, enc.mask)  # (B, D_av)
+        y_o = self.heads.task(torch.cat([x_f, x_tk, z_bar], dim=-1))  # (B,), eq. 12
+        y_t = self.heads.text(x_tk)  # (B,)
+        y_av = self.heads.av(z_bar)  # (B,)
+        y_f = self.heads.fusion(fusion_h)  # (B, K)
+        use_lm = self.loss_weights.lambda_lm > 0
+        with torch.set_grad_enabled(torch.is_grad_enabled() and use_lm):
+            lm_logits = self.lm.lm_logits(text_h)  # (B, T, V); no graph kept when it is not trained
+        out = DeepMLFOutput(y_o=y_o, y_t=y_t, y_av=y_av, y_f=y_f, lm_logits=lm_logits, loss=None, loss_terms={})
+        if labels_usable(batch.labels):
+            out.loss, out.loss_terms = self.losses(out, batch, use_lm=use_lm)
+        return out
+
+    def losses(self, out: DeepMLFOutput, batch: Batch, *, use_lm: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        """Eq. 13-14. The LM term is skipped (0) when λ_LM = 0: it is the costliest one."""
+        y = batch.labels.to(out.y_o.dtype)  # (B,)
+        terms = {
+            "task": F.l1_loss(out.y_o, y),
+            "f": F.l1_loss(out.y_f, y[:, None].expand_as(out.y_f)),  # mean over tokens and samples
+            "av": F.l1_loss(out.y_av, y),
+            "t": F.l1_loss(out.y_t, y),
+        }
+        if use_lm:
+            targets = next_token_targets(batch.input_ids, batch.attention_mask, self.eos_token_id)  # (B, T)
+            terms["lm"] = F.cross_entropy(out.lm_logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        else:
+            terms["lm"] = out.y_o.new_zeros(())
+        w = self.loss_weights
+        loss = (
+            terms["task"] + w.lambda_f * terms["f"] + w.lambda_av * terms["av"] + w.lambda_t * terms["t"]
+            + w.lambda_lm * terms["lm"]
+        )
+        return loss, terms
+
+    # ------------------------------------------------------------------ checkpoints & introspection
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """Everything but the frozen backbone: MM blocks (LoRA bases included), fusion tokens,
+        AV encoder, AV norm, heads, BatchNorm statistics."""
+        return state_without(self, frozenset(id(t) for t in self.lm.frozen_tensors()))
+
+    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Strict: missing or unexpected keys, or a shape mismatch, raise CheckpointError."""
+        load_strict(self, state, expected=self.trainable_state_dict(), what="DeepMLF")
+
+    def gate_values(self) -> list[dict]:
+        """Per MM layer: {"layer": i, "gate_attn": g1, "gate_ffw": g2 (None without FFW)}."""
+        out = []
+        for i, block in self.lm.mm_blocks():
+            g1, g2 = block.gate_values()
+            out.append({"layer": i, "gate_attn": g1, "gate_ffw": g2})
+        return out
+
+    def parameter_counts(self) -> dict:
+        """{"trainable", "total", "by_module": {name: {"trainable", "total"}}}."""
+        return count_parameters(
+            {
+                "backbone": self.lm.backbone_parameters(),
+                "mm_blocks": self.lm.mm_parameters(),
+                "fusion_tokens": [self.lm.fusion_tokens],
+                "av_encoder": self.av_encoder,
+                "av_norm": self.av_norm,
+                "heads": self.heads,
+            }
+        )

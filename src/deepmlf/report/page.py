@@ -1,0 +1,190 @@
+"""Assemble report.md: the metrics table, the plots and a few lines on how to read each."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..io import write_text
+from . import plots
+from .rundir import HEAD_LABELS, ModelRun, RunSummary
+
+# MMSA's metric order (metricsTop): MOSI/MOSEI first, then SIMS; anything else follows as found.
+METRIC_ORDER = (
+    "Has0_acc_2", "Has0_F1_score", "Non0_acc_2", "Non0_F1_score", "Mult_acc_2", "Mult_acc_3",
+    "Mult_acc_5", "Mult_acc_7", "F1_score", "MAE", "Corr",
+)
+LOWER_IS_BETTER = {"MAE", "Loss"}
+
+
+def is_fraction_metric(name: str) -> bool:
+    """Accuracies and F1 are stored as fractions and shown in percent, as papers report them."""
+    return "acc" in name.lower() or "f1" in name.lower()
+
+
+def format_metric(name: str, value: float) -> str:
+    if value is None or not np.isfinite(value):
+        return "–"
+    return f"{100 * value:.2f}" if is_fraction_metric(name) else f"{value:.4f}"
+
+
+def metric_columns(rows: list[dict[str, float]]) -> list[str]:
+    present = {k for r in rows for k in r}
+    cols = [k for k in METRIC_ORDER if k in present]
+    cols += sorted(k for k in present if k not in cols and k not in ("seed", "Loss"))
+    return cols
+
+
+def metrics_table(
+    rows: list[tuple[str, dict[str, float]]], *, bold_best_among: int = 0, notes: list[str] | None = None
+) -> str:
+    """A Markdown table; the best value per column among the first `bold_best_among` rows is bold."""
+    cols = metric_columns([m for _, m in rows])
+    best: dict[str, float] = {}
+    if bold_best_among > 1:
+        for c in cols:
+            vals = [m[c] for _, m in rows[:bold_best_among] if c in m and np.isfinite(m[c])]
+            if vals:
+                best[c] = min(vals) if c in LOWER_IS_BETTER else max(vals)
+    header = "| model | " + " | ".join(cols) + " |"
+    sep = "|---|" + "---:|" * len(cols)
+    lines = [header, sep]
+    for i, (name, m) in enumerate(rows):
+        cells = []
+        for c in cols:
+            s = format_metric(c, m.get(c, float("nan")))
+            if i < bold_best_among and c in best and m.get(c) == best[c]:
+                s = f"**{s}**"
+            cells.append(s)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
+
+
+def _scored_panels(summary: RunSummary) -> list[plots.Scored]:
+    panels = []
+    if len(summary.models) == 1:
+        # One model: show each of its heads, to see what each modality alone predicts.
+        m = summary.models[0]
+        df = m.predictions
+        if df is not None:
+            for col, label in HEAD_LABELS.items():
+                if col in df.columns and df[col].notna().all():
+                    panels.append(plots.Scored(label, df["label"].to_numpy(float), df[col].to_numpy(float)))
+        return panels
+    for m in summary.models:
+        if m.predictions is not None:
+            df = m.predictions
+            panels.append(plots.Scored(m.name, df["label"].to_numpy(float), df["y_o"].to_numpy(float)))
+    return panels
+
+
+def _config_value(cfg: dict[str, Any] | None, *path: str, default: Any = None) -> Any:
+    node: Any = cfg or {}
+    for p in path:
+        if not isinstance(node, dict) or p not in node:
+            return default
+        node = node[p]
+    return node
+
+
+def _fmt_seconds(s: float) -> str:
+    m, sec = divmod(int(round(s)), 60)
+    return f"{m} min {sec:02d} s" if m else f"{sec} s"
+
+
+def render(summary: RunSummary, out_dir: Path) -> Path:
+    """Write report.md and its PNGs into `out_dir`; returns the path of report.md."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = summary.config
+    key_metric = str(_config_value(cfg, "train", "key_metric", default="MAE"))
+    gate_kind = str(_config_value(cfg, "model", "gate", default="sigmoid"))
+    md: list[str] = [f"# {summary.title}", ""]
+    if summary.intro_md:
+        md += [summary.intro_md.strip(), ""]
+
+    # ------------------------------------------------------------------ metrics
+    md += ["## Test metrics", ""]
+    if summary.table_rows:
+        rows = list(summary.table_rows)
+        bold = 0
+    else:
+        rows = [(m.name, m.metrics) for m in summary.models]
+        bold = len(rows)
+    rows += [(f"*{r.name}*", r.metrics) for r in summary.references]
+    md += [metrics_table(rows, bold_best_among=bold), ""]
+    notes = ["Accuracies and F1 in %, MAE and Corr raw (MMSA `metricsTop` names)."]
+    if bold > 1:
+        notes.append("Bold: best trained model per column.")
+    if summary.references:
+        notes.append("Rows in *italics* are not trained models: " + "; ".join(
+            f"*{r.name}*: {r.note}" for r in summary.references if r.note) + ".")
+    md += [" ".join(notes), ""]
+    described = [m for m in summary.models if m.note]
+    if described and len(summary.models) > 1:
+        md += [f"- **{m.name}**: {m.note}" for m in described] + [""]
+
+    if summary.timings:
+        md += ["## Wall time", "", "| stage | time |", "|---|---:|"]
+        md += [f"| {k} | {_fmt_seconds(v)} |" for k, v in summary.timings.items()]
+        md += [""]
+
+    # ------------------------------------------------------------------ curves
+    curve_md: list[str] = []
+    for m in summary.models:
+        name = f"curves-{slug(m.name)}.png"
+        if plots.plot_curves(m.history, out_dir / name, title=f"{m.name}: training", key_metric=key_metric):
+            curve_md += [f"### {m.name}", "", f"![{m.name} training curves]({name})", ""]
+        if m.stage1_history:
+            name1 = f"curves-{slug(m.name)}-stage1.png"
+            if plots.plot_curves(m.stage1_history, out_dir / name1, title=f"{m.name}: stage 1 (AV encoder pre-training)"):
+                curve_md += [f"### {m.name}, stage 1 (AV pre-training)", "", f"![stage 1 curves]({name1})", ""]
+    if curve_md:
+        md += ["## Training curves", "",
+               "Per epoch: each loss term of eq. 14 on the training split (unweighted), and the validation "
+               f"loss and MAE; the dotted line marks the epoch selected by validation {key_metric} "
+               "(its weights are the ones tested).", ""] + curve_md
+
+    # ------------------------------------------------------------------ predictions
+    panels = _scored_panels(summary)
+    if plots.plot_scatter(panels, out_dir / "scatter.png", dataset=summary.dataset):
+        what = "each head of the model" if len(summary.models) == 1 else "each model"
+        md += ["## Predictions vs labels", "",
+               f"Test-split predictions of {what} against the true sentiment; points on the dashed line are exact.",
+               "", "![predicted vs true](scatter.png)", ""]
+    if plots.plot_confusion(panels, out_dir / "confusion.png", dataset=summary.dataset):
+        md += ["## Confusion matrices", "",
+               "Rows: true class, columns: predicted class; numbers are counts, colour is the share of the "
+               "true class. The diagonal is the class accuracy.", "", "![confusion matrices](confusion.png)", ""]
+
+    # ------------------------------------------------------------------ gates
+    for m in summary.models:
+        if not m.gates:
+            continue
+        name = f"gates-{slug(m.name)}.png"
+        if plots.plot_gates(m.gates, out_dir / name, title=f"{m.name}: learned gates per MM block", gate_kind=gate_kind):
+            md += [f"## Learned gates ({m.name})", "",
+                   "How much each MM block lets through: g1 scales the cross-attention update of the fusion "
+                   "tokens from the AV memory (eq. 9), g2 the FFW update (eq. 11). A gate near 0 means the "
+                   "block is effectively off.", "", f"![gates]({name})", "",
+                   "| layer | g1 (cross-attention) | g2 (FFW) |", "|---:|---:|---:|"]
+            md += [f"| {int(g['layer'])} | {float(g.get('gate_attn', float('nan'))):.4f} | "
+                   f"{float(g.get('gate_ffw', float('nan'))):.4f} |" for g in m.gates]
+            md += [""]
+
+    # ------------------------------------------------------------------ config
+    if cfg:
+        md += ["## Configuration", "", "<details><summary>resolved config (config.yaml)</summary>", "",
+               "```yaml", yaml.safe_dump(cfg, sort_keys=False).rstrip(), "```", "", "</details>", ""]
+
+    path = out_dir / "report.md"
+    write_text(path, "\n".join(md))
+    return path

@@ -1,0 +1,260 @@
+"""Read what a run left on disk into plain objects the report draws from.
+
+Two layouts are understood (docs/contracts.md, "Run directory"):
+- a train run dir (`config.yaml`, `results.csv`/`results.json`, `seed-<S>/...`): one model, DeepMLF;
+- a comparison dir (the demo's): `comparison.json` naming several model dirs, each laid out like a
+  seed dir (`history.jsonl`, `test_metrics.json`, `predictions_test.csv`, optional `gates.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from ..errors import DeepMLFError
+from ..io import read_jsonl
+
+COMPARISON_FILE = "comparison.json"
+# Columns of predictions_test.csv that hold a model's outputs, and what each one is (contracts.md).
+HEAD_LABELS = {
+    "y_o": "task head y_o (the prediction)",
+    "y_t": "text head y_t",
+    "y_av": "AV head y_av",
+    "y_f": "fusion head y_f",
+}
+
+
+class RunDirError(DeepMLFError):
+    """A directory handed to the report is not a run dir, or one of its files is unreadable."""
+
+
+@dataclass
+class ModelRun:
+    """One trained model as the report sees it."""
+
+    name: str  # shown in tables and plot titles ("DeepMLF", "text-only", ...)
+    directory: Path
+    metrics: dict[str, float]  # test metrics, MMSA names (accuracies/F1 as fractions)
+    predictions: pd.DataFrame | None  # id, label, y_o[, y_t, y_av, y_f]
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per epoch
+    gates: list[dict[str, float]] | None = None  # [{"layer", "gate_attn", "gate_ffw"}]
+    stage1_history: list[dict[str, Any]] = field(default_factory=list)  # AV pre-training, when it ran
+    note: str = ""  # one sentence: what this model is
+
+
+@dataclass
+class ReferenceRow:
+    """A row of the metrics table that is not a trained model (e.g. the probe's oracles)."""
+
+    name: str
+    metrics: dict[str, float]
+    note: str = ""
+
+
+@dataclass
+class RunSummary:
+    """Everything one report page shows."""
+
+    title: str
+    dataset: str  # "mosi" | "mosei" | "sims": label range and class bins
+    models: list[ModelRun]
+    references: list[ReferenceRow] = field(default_factory=list)
+    table_rows: list[tuple[str, dict[str, float]]] | None = None  # overrides the table (seeds, mean, std)
+    intro_md: str = ""  # Markdown placed under the title
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    config: dict[str, Any] | None = None
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_metrics(path: Path) -> dict[str, float]:
+    obj = _read_json(path)
+    if not isinstance(obj, dict):
+        raise RunDirError(f"{path}: expected a JSON object of metric name -> value, got {type(obj).__name__}")
+    out = {}
+    for k, v in obj.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[str(k)] = float(v)
+    return out
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    df = _read_csv(path)
+    missing = [c for c in ("label", "y_o") if c not in df.columns]
+    if missing:
+        raise RunDirError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected id,label,y_o[,y_t,y_av,y_f]"
+        )
+    return df
+
+
+def read_gates(path: Path) -> list[dict[str, float]]:
+    obj = _read_json(path)
+    if isinstance(obj, dict):  # tolerate {"gates": [...]} around the list
+        obj = obj.get("gates", obj.get("layers"))
+    if not isinstance(obj, list) or not all(isinstance(g, dict) and "layer" in g for g in obj):
+        raise RunDirError(f"{path}: expected a list of {{'layer', 'gate_attn', 'gate_ffw'}} objects")
+    return obj
+
+
+def _optional(path: Path, reader):
+    return reader(path) if path.is_file() else None
+
+
+def read_model_dir(directory: Path, name: str, note: str = "") -> ModelRun:
+    """A seed dir (or a comparison member laid out like one)."""
+    directory = Path(directory)
+    metrics_path = directory / "test_metrics.json"
+    if not metrics_path.is_file():
+        raise RunDirError(f"{directory}: no test_metrics.json; has this model finished training?")
+    history_path = directory / "history.jsonl"
+    stage1 = directory / "stage1" / "history.jsonl"
+    return ModelRun(
+        name=name,
+        directory=directory,
+        metrics=read_metrics(metrics_path),
+        predictions=_optional(directory / "predictions_test.csv", read_predictions),
+        history=read_jsonl(history_path) if history_path.is_file() else [],
+        gates=_optional(directory / "gates.json", read_gates),
+        stage1_history=read_jsonl(stage1) if stage1.is_file() else [],
+        note=note,
+    )
+
+
+def _read_config(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise RunDirError(f"{path}: not valid YAML ({e})") from None
+    return tree if isinstance(tree, dict) else None
+
+
+def _seed_dirs(run_dir: Path) -> list[Path]:
+    def seed_of(p: Path) -> tuple[int, str]:
+        tail = p.name.removeprefix("seed-")
+        return (int(tail), "") if tail.isdigit() else (math.inf, tail)  # type: ignore[return-value]
+
+    return sorted((p for p in run_dir.glob("seed-*") if p.is_dir()), key=seed_of)
+
+
+def _results_rows(run_dir: Path) -> list[tuple[str, dict[str, float]]] | None:
+    """results.csv: one row per seed + mean + std (the first column names the row)."""
+    path = run_dir / "results.csv"
+    if not path.is_file():
+        return None
+    df = _read_csv(path)
+    key = df.columns[0]
+    rows = []
+    for _, r in df.iterrows():
+        label = str(r[key])
+        label = f"seed {label}" if label.isdigit() else label
+        rows.append((label, {c: float(r[c]) for c in df.columns[1:] if _is_number(r[c])}))
+    return rows
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise RunDirError(f"{path}: not a readable CSV ({e})") from None
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        return not math.isnan(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def load_train_run(run_dir: Path, seed: int | None = None) -> RunSummary:
+    """A `deepmlf train` run dir. Plots show one seed (the first finished one unless `seed`)."""
+    seeds = [p for p in _seed_dirs(run_dir) if (p / "test_metrics.json").is_file()]
+    if seed is not None:
+        seeds = [p for p in seeds if p.name == f"seed-{seed}"]
+        if not seeds:
+            raise RunDirError(f"{run_dir}: no finished seed-{seed}/ (test_metrics.json missing)")
+    if not seeds:
+        raise RunDirError(
+            f"{run_dir}: not a run dir with a finished seed (expected seed-<S>/test_metrics.json, "
+            f"or {COMPARISON_FILE} for a comparison)"
+        )
+    cfg = _read_config(run_dir)
+    dataset = str(((cfg or {}).get("data") or {}).get("dataset", "mosi"))
+    backbone = ((cfg or {}).get("model") or {}).get("backbone", "?")
+    chosen = seeds[0]
+    model = read_model_dir(chosen, "DeepMLF", note=f"backbone {backbone}, {chosen.name}")
+    rows = _results_rows(run_dir)
+    n_seeds = len(_seed_dirs(run_dir))
+    intro = (
+        f"Run dir `{run_dir}`: DeepMLF on **{dataset}** with backbone `{backbone}`. "
+        f"The metrics table lists every seed ({n_seeds}); plots show **{chosen.name}**."
+    )
+    return RunSummary(
+        title=f"DeepMLF run report: {run_dir.name}",
+        dataset=dataset,
+        models=[model],
+        table_rows=[(f"DeepMLF {label}", m) for label, m in rows] if rows else None,
+        intro_md=intro,
+        config=cfg,
+    )
+
+
+def load_comparison(run_dir: Path) -> RunSummary:
+    """A dir holding `comparison.json` (written by `deepmlf demo`)."""
+    spec = _read_json(run_dir / COMPARISON_FILE)
+    if not isinstance(spec, dict) or not isinstance(spec.get("models"), list):
+        raise RunDirError(f"{run_dir / COMPARISON_FILE}: expected an object with a 'models' list")
+    models = []
+    for i, m in enumerate(spec["models"]):
+        if not isinstance(m, dict) or "name" not in m or "dir" not in m:
+            raise RunDirError(f"{run_dir / COMPARISON_FILE}: models[{i}] needs 'name' and 'dir'")
+        models.append(read_model_dir(run_dir / m["dir"], str(m["name"]), note=str(m.get("note", ""))))
+    refs = [
+        ReferenceRow(name=str(r["name"]), metrics={k: float(v) for k, v in r["metrics"].items()}, note=r.get("note", ""))
+        for r in spec.get("references", [])
+    ]
+    return RunSummary(
+        title=str(spec.get("title", f"DeepMLF comparison: {run_dir.name}")),
+        dataset=str(spec.get("dataset", "mosi")),
+        models=models,
+        references=refs,
+        intro_md=str(spec.get("intro_md", "")),
+        timings={k: float(v) for k, v in (spec.get("timings") or {}).items()},
+        # The trained model's resolved config (e.g. `deepmlf/config.yaml`), named by the spec.
+        config=_read_config(run_dir / str(spec.get("config_dir", "."))),
+    )
+
+
+def load_run(run_dir: str | Path, seed: int | None = None) -> RunSummary:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run dir {run_dir} does not exist")
+    if (run_dir / COMPARISON_FILE).is_file():
+        return load_comparison(run_dir)
+    if (run_dir / "test_metrics.json").is_file():  # a seed dir given directly
+        cfg = _read_config(run_dir.parent)
+        dataset = str(((cfg or {}).get("data") or {}).get("dataset", "mosi"))
+        return RunSummary(
+            title=f"DeepMLF run report: {run_dir.parent.name}/{run_dir.name}",
+            dataset=dataset,
+            models=[read_model_dir(run_dir, "DeepMLF", note=run_dir.name)],
+            config=cfg,
+        )
+    return load_train_run(run_dir, seed=seed)

@@ -1,0 +1,139 @@
+"""Optimisers and learning-rate schedules of the two training stages (paper §5.5, DESIGN.md §2).
+
+Stage 2: AdamW with separate groups for the AV encoder (`lr_av`, `weight_decay_av`) and for
+everything else that trains (MM blocks, fusion tokens, heads: `lr`, `weight_decay`); linear
+warm-up over `warmup_epochs` epochs of optimiser steps, then cosine down to `min_lr`
+(transformers' `get_cosine_with_min_lr_schedule_with_warmup`).
+Stage 1: one AdamW group over the AV regressor (the authors' BI_ENC recipe) and
+ReduceLROnPlateau(factor 0.1) on the validation loss.
+
+Which parameters skip weight decay is decided by what they are, never by their names: biases,
+norm weights and scalar gates all have fewer than two dimensions, and every parameter owned by
+a normalisation module is exempt as well.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+from torch.optim import AdamW, Optimizer
+from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+from ..config import PretrainConfig, TrainConfig
+from ..errors import ConfigError
+
+# Parameters owned by these modules never decay (torch's own norms; HF's RMSNorms are 1-D anyway).
+_NORM_TYPES: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+)
+
+# Stage 1 keeps PyTorch's default AdamW betas, as the authors' BI_ENC trainer does.
+PRETRAIN_BETAS = (0.9, 0.999)
+
+
+def _norm_parameter_ids(model: nn.Module) -> set[int]:
+    return {id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters(recurse=False)}
+
+
+def split_decay(params: Iterable[nn.Parameter], norm_ids: set[int]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(decayed, not decayed): matrices decay; biases, norm weights and scalar gates (ndim < 2) do not."""
+    decay, no_decay = [], []
+    for p in params:
+        (no_decay if p.ndim < 2 or id(p) in norm_ids else decay).append(p)
+    return decay, no_decay
+
+
+def _unique_trainable(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
+    seen: set[int] = set()
+    out = []
+    for p in params:
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    return out
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig, *, av_module: nn.Module | None = None) -> list[dict]:
+    """AdamW parameter groups for stage 2; frozen parameters are absent and empty groups dropped.
+
+    `av_module` (the model's `.av_encoder`) gets its own lr / weight decay; it is picked by module
+    identity, so a renamed attribute can never silently move it into the other group.
+    """
+    norm_ids = _norm_parameter_ids(model)
+    av_params = _unique_trainable(av_module.parameters()) if av_module is not None else []
+    av_ids = {id(p) for p in av_params}
+    rest = [p for p in _unique_trainable(model.parameters()) if id(p) not in av_ids]
+
+    rest_decay, rest_no = split_decay(rest, norm_ids)
+    av_decay, av_no = split_decay(av_params, norm_ids)
+    groups = [
+        {"name": "main", "params": rest_decay, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+        {"name": "main_no_decay", "params": rest_no, "lr": cfg.lr, "weight_decay": 0.0},
+        {"name": "av", "params": av_decay, "lr": cfg.lr_av, "weight_decay": cfg.weight_decay_av},
+        {"name": "av_no_decay", "params": av_no, "lr": cfg.lr_av, "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ConfigError("nothing to train: every parameter of the model is frozen")
+    return groups
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig, *, av_module: nn.Module | None = None) -> AdamW:
+    """Stage 2 AdamW (betas from `train.betas`) over `param_groups`."""
+    return AdamW(param_groups(model, cfg, av_module=av_module), lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+def build_pretrain_optimizer(model: nn.Module, cfg: PretrainConfig) -> AdamW:
+    """Stage 1 AdamW: one group, `pretrain.lr` / `pretrain.weight_decay` on every trainable parameter."""
+    params = _unique_trainable(model.parameters())
+    if not params:
+        raise ConfigError("nothing to train in stage 1: every parameter of the AV regressor is frozen")
+    return AdamW([{"name": "av", "params": params}], lr=cfg.lr, weight_decay=cfg.weight_decay, betas=PRETRAIN_BETAS)
+
+
+def steps_per_epoch(n_batches: int, grad_accum: int, limit_batches: int | None = None) -> int:
+    """Optimiser steps in one epoch: a partial accumulation group at the end still steps."""
+    if limit_batches is not None:
+        n_batches = min(n_batches, limit_batches)
+    return max(1, math.ceil(n_batches / grad_accum))
+
+
+def build_scheduler(optimizer: Optimizer, cfg: TrainConfig, *, steps_per_epoch: int) -> LambdaLR:
+    """Linear warm-up over `warmup_epochs` epochs of steps, then cosine from each group's lr to
+    `min_lr` (a ratio min_lr/lr applied to every group) at the end of `max_epochs` (or `max_steps`)."""
+    total = cfg.max_epochs * steps_per_epoch
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total)
+    if cfg.min_lr >= cfg.lr:
+        raise ConfigError(f"train.min_lr={cfg.min_lr} must be below train.lr={cfg.lr} (the cosine decays towards it)")
+    return get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, num_warmup_steps=warmup, num_training_steps=total, min_lr=cfg.min_lr
+    )
+
+
+def build_plateau(optimizer: Optimizer, cfg: PretrainConfig) -> ReduceLROnPlateau:
+    """Stage 1: divide the lr by 10 after `plateau_patience` epochs without a lower validation loss."""
+    return ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=cfg.plateau_patience)
+
+
+def current_lr(optimizer: Optimizer) -> float:
+    """The lr of the first group (the main group in stage 2), for logs and progress bars."""
+    return float(optimizer.param_groups[0]["lr"])
+
+
+def group_lrs(optimizer: Optimizer) -> dict[str, float]:
+    return {str(g.get("name", i)): float(g["lr"]) for i, g in enumerate(optimizer.param_groups)}
+
+
+def grad_clip_parameters(optimizer: Optimizer, *, exclude_groups: tuple[str, ...] = ()) -> list[torch.nn.Parameter]:
+    """Parameters whose gradients are clipped: every group except the named ones (stage 2: the AV groups)."""
+    return [p for g in optimizer.param_groups if g.get("name") not in exclude_groups for p in g["params"]]

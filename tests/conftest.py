@@ -1,0 +1,25 @@
+"""Shared fixtures. Each area may add its own here; keep them small and fast (2 shared CPU cores)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deepmlf.backbones.tiny import byte_tokenizer
+from deepmlf.data.testing import write_mmsa_pickle
+
+
+@pytest.fixture(scope="session")
+def mmsa_pickle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small MOSI-layout pickle (24/8/8 samples, audio 30x5, vision 40x20), written once per session.
+
+    Read-only by convention: tests that need a variant write their own with `write_mmsa_pickle`.
+    """
+    return write_mmsa_pickle(tmp_path_factory.mktemp("mmsa") / "unaligned_50.pkl")
+
+
+@pytest.fixture(scope="session")
+def byte_tok():
+    """The tiny backbones' byte tokenizer: one token per byte, eos = pad = 256, right padding."""
+    return byte_tokenizer()
