@@ -75,7 +75,9 @@ def msa_metrics(preds: Any, labels: Any, dataset: str) -> dict[str, float]:
     y_pred = _as_flat_float(preds, "preds")
     y_true = _as_flat_float(labels, "labels")
     if y_pred.shape != y_true.shape:
-        raise ValueError(f"preds has {y_pred.size} values but labels has {y_true.size}; expected one prediction per label")
+        raise ValueError(
+            f"preds has {y_pred.size} values but labels has {y_true.size}; expected one prediction per label"
+        )
     if y_true.size == 0:
         raise ValueError("no samples: preds and labels are empty")
     if np.isnan(y_true).any():

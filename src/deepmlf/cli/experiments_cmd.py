@@ -33,22 +33,32 @@ BACKBONE_HELP = "Map a backbone name used in the spec to a local path, e.g. --ba
 
 
 def _say(text: str) -> None:
-    console.print(text, highlight=False, markup=False)
+    typer.echo(text)  # plain: commands and paths must stay copy-pasteable (no wrapping)
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}..{seeds[-1]} ({len(seeds)})"
+    return " ".join(str(s) for s in seeds)
 
 
 def _plan_table(plan: sweep_mod.SweepPlan, selected: list[sweep_mod.PlannedCell]) -> Table:
     chosen = {c.name for c in selected}
-    table = Table(title=f"{plan.spec.name}: {plan.title}" if plan.spec.paper else plan.spec.name, title_justify="left")
-    for col, kw in (("#", {"justify": "right"}), ("cell", {}), ("overrides", {}), ("seeds", {}), ("status", {}), ("run dir", {})):
-        table.add_column(col, **kw)
+    title = f"{plan.spec.name}: {plan.spec.paper}" if plan.spec.paper else plan.spec.name
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column(f"cell (run dir under {plan.out})", overflow="fold", ratio=3)
+    table.add_column("overrides", overflow="fold", ratio=3)
+    table.add_column("seeds", overflow="fold", ratio=2)
+    table.add_column("status", overflow="fold", ratio=2)
     for c in plan.cells:
         if c.name not in chosen:
             continue
-        over = ", ".join(f"{k}={v}" for k, v in c.cell.overrides.items()) or "(base)"
+        over = ", ".join(f"{k}={results_mod.format_key_value(v)}" for k, v in c.cell.overrides.items()) or "(base)"
         status = f"[{_STATE_STYLE[c.state]}]{c.state}[/] {c.n_done}/{len(c.seeds)}"
         if c.changed:
             status += " [red](config changed)[/]"
-        table.add_row(str(c.index), c.name, over, " ".join(str(s) for s in c.seeds), status, str(c.run_dir))
+        table.add_row(str(c.index), c.name, over, _seeds_text(c.seeds), status)
     return table
 
 

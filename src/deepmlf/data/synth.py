@@ -23,8 +23,9 @@ Features over the real frames t < length (zeros after, as in MMSA's padded array
     vision[t, j] = c + Normal(0, 0.5^2)       for the smile channels j < n_smile
                    Normal(0, 1)               for the other channels
 
-Lengths are uniform in [L // 5, L]. A few audio values on non-tone channels of real frames are set
-to NaN / +inf / -inf, as MOSEI's COVAREP features hold them (deepmlf's loader sets them to 0).
+Lengths are uniform in [L // 5, L]. In 2% of the samples of every split (at least one), one audio
+value on a non-tone channel of a real frame is NaN, +inf or -inf, as MOSEI's COVAREP features hold
+them (deepmlf's loader sets them to 0).
 
 Four independent random streams (latents, text, audio, vision) are spawned from `seed`, so the
 latents, hence the labels and the oracles, do not depend on the feature sizes. Same arguments,
@@ -271,11 +272,15 @@ def _audio(tone: np.ndarray, p: ProbePreset, rng: np.random.Generator) -> tuple[
     x = rng.standard_normal((n, p.audio_len, p.audio_dim), dtype=np.float32)  # (N, La, Da)
     x[:, :, : p.n_tone] += np.float32(TONE_SHIFT) * tone[:, None, None].astype(np.float32)
     x[_pad_mask(lengths, p.audio_len)] = 0.0
-    # COVAREP-like glitches: one NaN/±inf on a non-tone channel of a real frame, in a few samples.
-    k = max(3, int(round(NONFINITE_RATE * n)))
-    rows = rng.choice(n, size=min(k, n), replace=False)
+    # COVAREP-like glitches: one NaN/±inf on a non-tone channel of a real frame, in a few samples
+    # of every split (so each split exercises the loader's repair).
+    picked = []
+    for sl in _split_slices(n).values():
+        size = sl.stop - sl.start
+        picked.append(sl.start + rng.choice(size, size=max(1, int(round(NONFINITE_RATE * size))), replace=False))
+    rows = np.concatenate(picked)
     frames = rng.integers(0, lengths[rows])
-    chans = rng.integers(p.n_tone, p.audio_dim, rows.shape[0])
+    chans = rng.integers(p.n_tone, p.audio_dim, rows.shape[0])  # never a tone channel
     x[rows, frames, chans] = rng.choice(np.array([np.nan, np.inf, -np.inf], dtype=np.float32), rows.shape[0])
     return x, lengths
 

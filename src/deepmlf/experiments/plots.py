@@ -27,9 +27,18 @@ DPI = 110
 ARROW = {"max": "↑", "min": "↓"}
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path, *, legend_from=None) -> Path:
+    """Save as PNG; a legend (from one axes' lines) goes below the panels so it never hides data."""
     FigureCanvasAgg(fig)
-    fig.tight_layout()
+    bottom = 0.0
+    if legend_from is not None:
+        handles, labels = legend_from.get_legend_handles_labels()
+        if handles:
+            ncol = min(3, len(handles))
+            n_rows = -(-len(handles) // ncol)
+            fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+            bottom = min(0.5, (0.28 * n_rows + 0.1) / fig.get_figheight())
+    fig.tight_layout(rect=(0, bottom, 1, 0.97))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     return path
@@ -59,8 +68,8 @@ def plot_metrics_vs(
 ) -> Path | None:
     """One panel per metric: mean ± std against x_of(config[key]); one line per setting of the other varying keys."""
     rows = [r for r in table.rows if r.config is not None and r.config.get(key) is not None]
-    if len(rows) < 2 or not table.metrics:
-        return None
+    if len({x_of(r.config[key]) for r in rows}) < 2 or not table.metrics:
+        return None  # a plot needs at least two x positions (Table 7 varies layers but may keep the depth)
     others = [k for k in table.varying if k != key]
     groups: dict[str, list] = {}
     for r in rows:
@@ -93,10 +102,8 @@ def plot_metrics_vs(
         xs_all = sorted({x_of(r.config[key]) for r in rows})
         ax.set_xticks(xs_all)
         ax.grid(alpha=0.3)
-    if len(groups) > 1:
-        axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return _save(fig, path, legend_from=axes[0] if len(groups) > 1 else None)
 
 
 def plot_gates(table: ResultsTable, path: Path) -> Path | None:
@@ -117,7 +124,7 @@ def plot_gates(table: ResultsTable, path: Path) -> Path | None:
         series.append((r.label, layers, stats, len(gates)))
     if not series:
         return None
-    fig = Figure(figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.8 + 0.28 * -(-len(series) // 3)))
     titles = {"gate_attn": "GCA gate g1 (eq. 9)", "gate_ffw": "FFW gate g2 (eq. 10)"}
     for i, kind in enumerate(("gate_attn", "gate_ffw")):
         ax = fig.add_subplot(1, 2, i + 1)
@@ -130,9 +137,8 @@ def plot_gates(table: ResultsTable, path: Path) -> Path | None:
         ax.set_ylabel("gate value")
         ax.set_xticks(sorted({l for _, layers, _, _ in series for l in layers}))
         ax.grid(alpha=0.3)
-    fig.axes[0].legend(fontsize=7)
-    fig.suptitle("Learned gate values per MM layer (best checkpoint)", fontsize=11)
-    return _save(fig, path)
+    fig.suptitle("Learned gate values per MM layer (best checkpoint), mean ± std over seeds", fontsize=11)
+    return _save(fig, path, legend_from=fig.axes[0])
 
 
 def _layer_span(layers: list[int]) -> str:

@@ -119,9 +119,9 @@ class SweepSpec(_Strict):
     def _non_empty_axes(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
         for key, values in v.items():
             if not values:
-                raise ValueError(f"grid.{key}: needs at least one value")
+                raise ValueError(f"axis {key!r} needs at least one value")
             if len({_value_token(x) for x in values}) != len(values):
-                raise ValueError(f"grid.{key}: a value appears twice ({values})")
+                raise ValueError(f"axis {key!r}: a value appears twice ({values})")
         return v
 
     @field_validator("seeds")
@@ -129,9 +129,9 @@ class SweepSpec(_Strict):
     def _seeds(cls, v: list[int] | None) -> list[int] | None:
         if v is not None:
             if not v:
-                raise ValueError("seeds: needs at least one seed")
+                raise ValueError("needs at least one seed")
             if len(set(v)) != len(v):
-                raise ValueError(f"seeds: a seed appears twice ({v})")
+                raise ValueError(f"a seed appears twice ({v})")
         return v
 
     @model_validator(mode="after")

@@ -26,7 +26,7 @@ from .deepmlf import DeepMLF, LossWeights
 from .ffw import make_ffw
 from .heads import DeepMLFHeads
 from .mm_block import Gate, GatedCrossAttention, MMBlock
-from .multimodal_lm import MultimodalLM
+from .multimodal_lm import MultimodalLM, ensure_unwrapped
 from .state import load_strict
 from .text_regressor import TextRegressor
 
@@ -108,6 +108,7 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
     """DeepMLF on `backbone` (loaded from `cfg.model.backbone` when None; it is wrapped in place)."""
     m = cfg.model
     backbone = backbone if backbone is not None else _load_backbone(cfg)
+    ensure_unwrapped(backbone)
     check_against_backbone(m, n_layers=backbone.n_layers, hidden_size=backbone.hidden_size)
     backbone.freeze()  # once, before anything trainable is attached to it
 

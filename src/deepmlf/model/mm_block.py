@@ -119,6 +119,6 @@ class MMBlock(nn.Module):
 
     def gate_values(self) -> tuple[float, float | None]:
         """(g1, g2) as Python floats; g2 is None when the block has no FFW."""
-        g1 = float(self.gate_attn.value())
-        g2 = float(self.gate_ffw.value()) if self.gate_ffw is not None else None
+        g1 = float(self.gate_attn.value().detach())
+        g2 = float(self.gate_ffw.value().detach()) if self.gate_ffw is not None else None
         return g1, g2

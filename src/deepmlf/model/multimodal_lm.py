@@ -70,6 +70,12 @@ class DecoderLayerWithMM(nn.Module):
         return (h_new, *out[1:]) if isinstance(out, tuple) else h_new
 
 
+def ensure_unwrapped(backbone: Backbone) -> None:
+    """A backbone carries one set of MM blocks: building a second model on it is an error."""
+    if any(isinstance(layer, DecoderLayerWithMM) for layer in backbone.layers):
+        raise BackboneError(f"backbone {backbone.name!r} is already wrapped; load a fresh copy for a new model")
+
+
 @dataclass
 class MultimodalLMOutput:
     text_hidden: Tensor  # (B, T, D) float32, after the LM's final norm
@@ -88,9 +94,8 @@ class MultimodalLM(nn.Module):
         self, *, backbone: Backbone, mm_blocks: dict[int, MMBlock], n_fusion: int, augment: EmbeddingAugment
     ) -> None:
         super().__init__()
+        ensure_unwrapped(backbone)
         layers = backbone.layers
-        if any(isinstance(layer, DecoderLayerWithMM) for layer in layers):
-            raise BackboneError(f"backbone {backbone.name!r} is already wrapped; load a fresh copy for a new model")
         if any(p.requires_grad for p in backbone.model.parameters()):
             raise BackboneError("freeze the backbone (Backbone.freeze()) before wrapping it")
         self.backbone = backbone  # plain dataclass: accessors only, not registered

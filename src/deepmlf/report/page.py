@@ -95,6 +95,10 @@ def _config_value(cfg: dict[str, Any] | None, *path: str, default: Any = None) -
     return node
 
 
+def _gate_cell(v: float | None) -> str:
+    return "–" if v is None else f"{float(v):.4f}"
+
+
 def _fmt_seconds(s: float) -> str:
     m, sec = divmod(int(round(s)), 60)
     return f"{m} min {sec:02d} s" if m else f"{sec} s"
@@ -176,8 +180,8 @@ def render(summary: RunSummary, out_dir: Path) -> Path:
                    "tokens from the AV memory (eq. 9), g2 the FFW update (eq. 11). A gate near 0 means the "
                    "block is effectively off.", "", f"![gates]({name})", "",
                    "| layer | g1 (cross-attention) | g2 (FFW) |", "|---:|---:|---:|"]
-            md += [f"| {int(g['layer'])} | {float(g.get('gate_attn', float('nan'))):.4f} | "
-                   f"{float(g.get('gate_ffw', float('nan'))):.4f} |" for g in m.gates]
+            md += [f"| {int(g['layer'])} | {_gate_cell(g.get('gate_attn'))} | {_gate_cell(g.get('gate_ffw'))} |"
+                   for g in m.gates]
             md += [""]
 
     # ------------------------------------------------------------------ config

@@ -216,7 +216,7 @@ def plot_confusion(panels: Sequence[Scored], path: Path, *, dataset: str) -> boo
 
 def plot_gates(gates: Sequence[dict[str, float]], path: Path, *, title: str, gate_kind: str = "sigmoid") -> bool:
     """Learned gate values per MM layer: g1 on cross-attention (eq. 9), g2 on the FFW (eq. 11)."""
-    gates = [g for g in gates if "gate_attn" in g or "gate_ffw" in g]
+    gates = [g for g in gates if g.get("gate_attn") is not None or g.get("gate_ffw") is not None]
     if not gates:
         return False
     layers = [int(g["layer"]) for g in gates]
@@ -224,15 +224,16 @@ def plot_gates(gates: Sequence[dict[str, float]], path: Path, *, title: str, gat
     fig = Figure(figsize=(max(4.0, 1.0 + 0.9 * len(layers)) + 3.2, 3.8))
     ax = fig.subplots()
     w = 0.38
-    a = [float(g.get("gate_attn", np.nan)) for g in gates]
-    f = [float(g.get("gate_ffw", np.nan)) for g in gates]
+    a = [_gate(g, "gate_attn") for g in gates]
+    f = [_gate(g, "gate_ffw") for g in gates]  # nan when the block has no FFW (ffw: off)
     fn = {"sigmoid": "σ", "tanh": "tanh"}.get(gate_kind, "")
     lab1 = f"g1 = {fn}(a1), cross-attention" if fn else "g1, cross-attention"
     lab2 = f"g2 = {fn}(a2), FFW" if fn else "g2, FFW"
     b1 = ax.bar(x - w / 2, a, w, label=lab1)
-    b2 = ax.bar(x + w / 2, f, w, label=lab2)
     ax.bar_label(b1, fmt="%.2f", fontsize=8)
-    ax.bar_label(b2, fmt="%.2f", fontsize=8)
+    if not all(np.isnan(f)):
+        b2 = ax.bar(x + w / 2, f, w, label=lab2)
+        ax.bar_label(b2, fmt="%.2f", fontsize=8)
     init = {"sigmoid": 0.5, "tanh": 0.0}.get(gate_kind)
     if init is not None:
         ax.axhline(init, color="grey", ls=":", label=f"value at init ({init:g})")
@@ -246,3 +247,8 @@ def plot_gates(gates: Sequence[dict[str, float]], path: Path, *, title: str, gat
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     _save(fig, path)
     return True
+
+
+def _gate(g: dict, key: str) -> float:
+    v = g.get(key)
+    return float("nan") if v is None else float(v)

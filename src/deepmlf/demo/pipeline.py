@@ -1,0 +1,244 @@
+"""`deepmlf demo`: DeepMLF against its unimodal references on the fusion probe, end to end.
+
+Stages (each announced, each timed):
+  1. the probe set (docs/probe-dataset.md), cached under the out dir;
+  2. the backbone, loaded once (the first load de-quantises SmolLM2's GGUF file and caches it);
+  3. the text-only reference: frozen LM + W_t on x_tK, fitted on cached features;
+  4. DeepMLF via `train_run`: stage 1 pre-trains the AV encoder (that model is the AV-only
+     reference), stage 2 trains DeepMLF initialised from it;
+  5. the AV-only reference scored on the test split;
+  6. the comparison table and report.md.
+
+Everything lands in the out dir in the layout `deepmlf report` reads (`comparison.json`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from rich.console import Console
+
+from ..config import Config, load_config
+from ..data.mmsa import load_mmsa
+from ..errors import ConfigError
+from ..io import write_json
+from ..report import COMPARISON_FILE, write_report
+from .av_reference import score_av_reference
+from .probe_cache import FLOOR_ROWS, ensure_probe
+from .table import comparison_table, fusion_verdict
+from .text_reference import extract_features, fit_text_head
+
+DEFAULT_OUT = Path("runs/demo")
+PROBE_SEED = 0
+# Probe size and the stage-2 epoch budget: sized so `make demo` ends in about ten minutes on
+# 2 CPU cores (benchmarks/RESULTS.md, "Demo wall time"). --fast halves both for a quick look.
+DEMO_N = 1000
+FAST_N = 500
+FAST_OVERRIDES = ["train.max_epochs=3", "pretrain.max_epochs=15"]
+
+MODEL_DIRS = {"DeepMLF": "deepmlf", "text-only": "text-only", "AV-only": "av-only"}
+MODEL_NOTES = {
+    "DeepMLF": "frozen LM + MM blocks + fusion tokens + AV encoder (stage 2, initialised from stage 1)",
+    "text-only": "the same frozen LM, linear head W_t on the last real token x_tK",
+    "AV-only": "the stage-1 model: AV encoder + scalar head, no text",
+}
+
+
+@dataclass
+class DemoResult:
+    out_dir: Path
+    metrics: dict[str, dict[str, float]]  # model name -> test metrics (MMSA names)
+    noise_floor: dict[str, dict[str, float]]  # FLOOR_ROWS key -> metrics
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    report: Path | None = None
+    backbone_dtype: str = "float32"
+
+    @property
+    def fusion_wins(self) -> bool:
+        return fusion_verdict(self.metrics)[0]
+
+
+def fastest_backbone_dtype(d_model: int = 576, rows: int = 768, reps: int = 3) -> str:
+    """"bfloat16" when this CPU multiplies in bf16 faster than in fp32 (e.g. AVX512-BF16/AMX), else "float32".
+
+    Measured, not guessed from CPU flags: a bf16 matmul without hardware support is several
+    times slower than fp32, with it several times faster (the frozen LM is most of the demo's time).
+    """
+    if torch.cuda.is_available():
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    x = torch.randn(rows, d_model)
+    w = torch.randn(4 * d_model, d_model)
+    timing = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        xd, wd = x.to(dtype), w.to(dtype)
+        torch.nn.functional.linear(xd, wd)  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            torch.nn.functional.linear(xd, wd)
+        timing[dtype] = time.perf_counter() - t0
+    return "bfloat16" if timing[torch.bfloat16] < 0.8 * timing[torch.float32] else "float32"
+
+
+def demo_config(
+    *, probe_path: Path, overrides: list[str] | None = None, fast: bool = False, dtype: str | None = None
+) -> Config:
+    """The `demo` preset, --fast settings, then the caller's `key=value` overrides (they win)."""
+    base = list(FAST_OVERRIDES if fast else [])
+    if dtype is not None:
+        base.append(f"model.dtype={dtype}")
+    cfg = load_config(preset="demo", overrides=base + list(overrides or []) + [f"data.path={probe_path}"])
+    if len(cfg.train.seeds) != 1:
+        raise ConfigError(f"train.seeds={cfg.train.seeds}: the demo trains one seed; give exactly one")
+    if cfg.model.av_encoder.init != "pretrain_tune" or cfg.model.av_encoder.checkpoint:
+        raise ConfigError(
+            "model.av_encoder: the demo's AV-only reference is its stage-1 model, so it needs "
+            "init=pretrain_tune and no checkpoint (stage 1 runs inside the demo)"
+        )
+    return cfg
+
+
+def run_demo(
+    out_dir: str | Path = DEFAULT_OUT,
+    *,
+    n: int | None = None,
+    fast: bool = False,
+    overrides: list[str] | None = None,
+    probe_seed: int = PROBE_SEED,
+    progress: bool = True,
+    console: Console | None = None,
+    train_fn: Callable | None = None,
+) -> DemoResult:
+    """Run the whole demo into `out_dir` and return the three models' test metrics.
+
+    `overrides` are `key=value` config strings on top of the `demo` preset (tests use
+    `model.backbone=tiny-gpt2`). Model dirs from an earlier run are replaced; the probe is reused
+    when n, seed and preset are unchanged. `train_fn` defaults to `deepmlf.train.train_run`.
+    """
+    from ..backbones import load_backbone
+    from ..model import build_text_regressor
+
+    if train_fn is None:
+        from ..train.run import train_run as train_fn
+
+    console = console or Console()
+    out_dir = Path(out_dir)
+    n = n if n is not None else (FAST_N if fast else DEMO_N)
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+
+    def banner(step: int, text: str) -> None:
+        console.rule(f"[bold]Step {step}/5 · {text}")
+
+    # ------------------------------------------------------------------ 1. data
+    banner(1, "fusion probe data")
+    t0 = time.perf_counter()
+    user_cfg = load_config(preset="demo", overrides=list(overrides or []))  # validate overrides early
+    preset = "sims" if user_cfg.data.dataset == "sims" else "mosi"
+    probe_path, floor, reused = ensure_probe(out_dir / "probe", n=n, seed=probe_seed, preset=preset)
+    data = load_mmsa(probe_path, dataset=user_cfg.data.dataset)
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in data.splits.items())
+    console.print(
+        f"{'reused' if reused else 'generated'} {probe_path} ({sizes}). Label = text valence, flipped by an "
+        "audio 'sarcasm' tone in 30% of clips, plus a vision 'smile' term: no single modality can predict it."
+    )
+    timings["probe data"] = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ 2. backbone
+    t0 = time.perf_counter()
+    dtype = None if any(o.split("=", 1)[0].strip() == "model.dtype" for o in overrides or []) else fastest_backbone_dtype()
+    cfg = demo_config(probe_path=probe_path, overrides=overrides, fast=fast, dtype=dtype)
+    banner(2, f"backbone {cfg.model.backbone} ({cfg.model.dtype})")
+    backbone = load_backbone(cfg.model.backbone, dtype=cfg.model.dtype)
+    console.print(
+        f"{cfg.model.backbone}: {backbone.n_layers} layers, width {backbone.hidden_size}, "
+        f"{backbone.n_parameters / 1e6:.0f} M frozen parameters, weights in {cfg.model.dtype}"
+    )
+    timings["backbone load"] = time.perf_counter() - t0
+
+    for sub in MODEL_DIRS.values():  # a demo run replaces the previous one's models
+        shutil.rmtree(out_dir / sub, ignore_errors=True)
+
+    # ------------------------------------------------------------------ 3. text-only reference
+    banner(3, "text-only reference (frozen LM + linear head on the last real token)")
+    t0 = time.perf_counter()
+    seed = cfg.train.seeds[0]
+    text_model = build_text_regressor(cfg, backbone=backbone)
+    feats = {name: extract_features(text_model, split, cfg, name=name, progress=progress)
+             for name, split in data.splits.items()}
+    text_metrics = fit_text_head(text_model, feats, cfg, out_dir / MODEL_DIRS["text-only"], seed=seed, progress=progress)
+    timings["text-only reference"] = time.perf_counter() - t0
+    console.print(f"text-only test MAE {text_metrics['MAE']:.3f}")
+    del text_model, feats
+
+    # ------------------------------------------------------------------ 4. DeepMLF (stage 1 + 2)
+    banner(4, "DeepMLF: stage 1 (AV encoder pre-training), then stage 2 (fusion)")
+    t0 = time.perf_counter()
+    run_dir = out_dir / MODEL_DIRS["DeepMLF"]
+    # The text reference only read the backbone; DeepMLF wraps a fresh copy's layers in place.
+    train_fn(cfg, run_dir, resume=False, progress=progress)
+    timings["DeepMLF (stages 1 + 2)"] = time.perf_counter() - t0
+    seed_dir = run_dir / f"seed-{seed}"
+
+    # ------------------------------------------------------------------ 5. AV-only reference
+    banner(5, "AV-only reference (the stage-1 model) and the report")
+    t0 = time.perf_counter()
+    av_metrics = score_av_reference(cfg, data, seed_dir / "stage1", out_dir / MODEL_DIRS["AV-only"],
+                                    tokenizer=backbone.tokenizer)
+    timings["AV-only evaluation"] = time.perf_counter() - t0
+
+    from ..report.rundir import read_metrics
+
+    metrics = {
+        "DeepMLF": read_metrics(seed_dir / "test_metrics.json"),
+        "text-only": text_metrics,
+        "AV-only": av_metrics,
+    }
+    timings["total"] = time.perf_counter() - t_start
+    result = DemoResult(out_dir=out_dir, metrics=metrics, noise_floor=floor, timings=timings,
+                        backbone_dtype=cfg.model.dtype)
+    _write_comparison(result, cfg, n=n, probe_seed=probe_seed)
+    result.report = write_report(out_dir)
+
+    console.print(comparison_table(metrics, floor, dataset=cfg.data.dataset))
+    wins, verdict = fusion_verdict(metrics)
+    console.print(("[bold green]" if wins else "[bold yellow]") + verdict)
+    console.print(f"total wall time {timings['total'] / 60:.1f} min · report: [bold]{result.report}[/]")
+    return result
+
+
+def _write_comparison(result: DemoResult, cfg: Config, *, n: int, probe_seed: int) -> None:
+    seed = cfg.train.seeds[0]
+    dirs = {"DeepMLF": f"{MODEL_DIRS['DeepMLF']}/seed-{seed}", "text-only": MODEL_DIRS["text-only"],
+            "AV-only": MODEL_DIRS["AV-only"]}
+    wins, verdict = fusion_verdict(result.metrics)
+    from ..data.synth import NOISE_FLOOR_NOTES
+
+    intro = (
+        f"`deepmlf demo` trained three models on the **fusion probe** ({n} synthetic clips, seed {probe_seed}, "
+        "70/15/15 split; see docs/probe-dataset.md). A clip's label is the valence of one sentiment word in "
+        "its transcript, **flipped** when the audio carries a 'sarcastic' tone (30% of clips), **plus** a "
+        "'smile' intensity from the video, plus annotation noise. Text alone cannot see the flip, audio-video "
+        "alone cannot see the word, so only a model that fuses them can approach the oracle.\n\n"
+        f"Backbone `{cfg.model.backbone}` (frozen, {cfg.model.dtype}); MM blocks after layers "
+        f"{cfg.model.mm_layers}; {cfg.model.n_fusion} fusion tokens. All three models are scored on the same "
+        f"test split.\n\n**Result:** {verdict}"
+    )
+    write_json(result.out_dir / COMPARISON_FILE, {
+        "title": "DeepMLF demo: fusion beats each modality alone",
+        "dataset": cfg.data.dataset,
+        "config_dir": MODEL_DIRS["DeepMLF"],
+        "intro_md": intro,
+        "fusion_wins": wins,
+        "models": [{"name": k, "dir": dirs[k], "note": MODEL_NOTES[k]} for k in MODEL_DIRS],
+        "references": [
+            {"name": FLOOR_ROWS[k], "metrics": result.noise_floor[k], "note": NOISE_FLOOR_NOTES[k]}
+            for k in FLOOR_ROWS if k in result.noise_floor
+        ],
+        "timings": result.timings,
+        "probe": {"n": n, "seed": probe_seed},
+    })

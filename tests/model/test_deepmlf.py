@@ -1,0 +1,326 @@
+"""DeepMLF battery over tiny random GPT-2 and Llama: outputs, invariants, freezing, switches, state."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from deepmlf.errors import BackboneError, CheckpointError, ConfigError
+from deepmlf.io import torch_save
+from deepmlf.model import DecoderLayerWithMM, build_av_regressor, build_model, next_token_targets
+
+from .conftest import AUDIO_DIM, VISION_DIM, make_batch, small_config
+
+
+def _build(new_backbone, **model):
+    torch.manual_seed(0)
+    return build_model(small_config(**model), audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=new_backbone())
+
+
+def test_output_shapes(new_backbone):
+    model = _build(new_backbone).eval()
+    b = make_batch(B=4, T=7)
+    out = model(b)
+    assert out.y_o.shape == out.y_t.shape == out.y_av.shape == (4,)
+    assert out.y_f.shape == (4, 3)
+    assert out.lm_logits.shape == (4, 7, 257)
+    assert out.prediction is out.y_o
+    assert set(out.loss_terms) == {"task", "f", "av", "t", "lm"}
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    for t in (out.y_o, out.y_t, out.y_av, out.y_f, out.lm_logits):
+        assert t.dtype == torch.float32
+
+
+def test_loss_is_eq_14(new_backbone):
+    model = _build(new_backbone).eval()
+    model.loss_weights = type(model.loss_weights)(lambda_f=0.4, lambda_av=0.8, lambda_t=0.3, lambda_lm=0.5)
+    b = make_batch()
+    out = model(b)
+    y = b.labels
+    lt = out.loss_terms
+    torch.testing.assert_close(lt["task"], (out.y_o - y).abs().mean())
+    torch.testing.assert_close(lt["f"], (out.y_f - y[:, None]).abs().mean())
+    torch.testing.assert_close(lt["av"], (out.y_av - y).abs().mean())
+    torch.testing.assert_close(lt["t"], (out.y_t - y).abs().mean())
+    targets = next_token_targets(b.input_ids, b.attention_mask, 256)
+    ce = torch.nn.functional.cross_entropy(out.lm_logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+    torch.testing.assert_close(lt["lm"], ce)
+    torch.testing.assert_close(out.loss, lt["task"] + 0.4 * lt["f"] + 0.8 * lt["av"] + 0.3 * lt["t"] + 0.5 * ce)
+
+
+def test_next_token_targets():
+    ids = torch.tensor([[5, 6, 7, 9], [5, 6, 9, 9], [4, 9, 9, 9]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
+    assert next_token_targets(ids, mask, 9).tolist() == [[6, 7, 9, 9], [6, 9, -100, -100], [9, -100, -100, -100]]
+
+
+def test_lm_loss_skipped_when_lambda_is_zero(new_backbone):
+    torch.manual_seed(0)
+    cfg = small_config()
+    cfg.loss.lambda_lm = 0.0
+    model = build_model(cfg, audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=new_backbone())
+    out = model(make_batch())
+    assert out.loss_terms["lm"].item() == 0.0
+    assert not out.lm_logits.requires_grad  # no graph kept for logits nobody trains on
+    assert out.loss.requires_grad
+
+
+def test_unlabelled_batches_have_no_loss(new_backbone):
+    model = _build(new_backbone).eval()
+    out = model(make_batch(labels=False))
+    assert out.loss is None and out.loss_terms == {}
+    b = make_batch()
+    b.labels[0] = float("nan")
+    assert model(b).loss is None
+
+
+def test_only_intended_parameters_get_gradients(new_backbone):
+    model = _build(new_backbone, augment={"kind": "seqaug", "p_apply": 1.0})
+    model.train()
+    model(make_batch()).loss.backward()
+    backbone_ids = {id(p) for p in model.lm.backbone_parameters()}
+    for name, p in model.named_parameters():
+        if id(p) in backbone_ids:
+            assert not p.requires_grad and p.grad is None, name
+        else:
+            assert p.requires_grad and p.grad is not None, name
+    assert model.lm.fusion_tokens.grad.abs().sum() > 0
+
+
+def test_pretrain_freeze_keeps_the_av_encoder_fixed(new_backbone):
+    model = _build(new_backbone, av_encoder={"init": "pretrain_freeze"})
+    model.train()
+    assert not model.av_encoder.training  # frozen means eval: no dropout, fixed BN statistics
+    assert all(m.training for _, block in model.lm.mm_blocks() for m in block.modules())
+    model(make_batch()).loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in model.av_encoder.parameters())
+    assert model.lm.fusion_tokens.grad is not None
+
+
+def test_backbone_stays_in_eval_mode(new_backbone):
+    model = _build(new_backbone)
+    model.train()
+    layer = model.lm.backbone.layers[1]
+    assert isinstance(layer, DecoderLayerWithMM)
+    assert model.training and layer.mm_block.training
+    assert not layer.layer.training and not model.lm.backbone_model.training
+
+
+def test_text_head_does_not_see_audio_or_video(new_backbone):
+    model = _build(new_backbone).eval()
+    b = make_batch()
+    ref = model(b)
+    ref_text = model.lm(b.input_ids, b.attention_mask, *_z(model, b)).text_hidden
+    b2 = make_batch(seed=7)  # different AV, same text
+    b2.input_ids, b2.attention_mask = b.input_ids, b.attention_mask
+    out = model(b2)
+    torch.testing.assert_close(out.y_t, ref.y_t, atol=0, rtol=0)
+    torch.testing.assert_close(model.lm(b2.input_ids, b2.attention_mask, *_z(model, b2)).text_hidden, ref_text)
+    torch.testing.assert_close(out.lm_logits, ref.lm_logits, atol=0, rtol=0)
+    assert not torch.allclose(out.y_f, ref.y_f)  # the fusion tokens do see AV
+    assert not torch.allclose(out.y_av, ref.y_av)
+
+
+def test_text_query_variant_lets_text_see_av(new_backbone):
+    model = _build(new_backbone, gca_query="text").eval()
+    b = make_batch()
+    b2 = make_batch(seed=7)
+    b2.input_ids, b2.attention_mask = b.input_ids, b.attention_mask
+    assert not torch.allclose(model(b).y_t, model(b2).y_t)
+
+
+def _z(model, b):
+    enc = model.av_encoder.encode_batch(b)
+    return model.av_norm(enc.z), enc.mask
+
+
+def test_av_head_does_not_see_text(new_backbone):
+    model = _build(new_backbone).eval()
+    b = make_batch()
+    ref = model(b)
+    b.input_ids = torch.randint(0, 256, b.input_ids.shape).masked_fill(b.attention_mask == 0, 256)
+    out = model(b)
+    torch.testing.assert_close(out.y_av, ref.y_av, atol=0, rtol=0)
+    assert not torch.allclose(out.y_t, ref.y_t)
+
+
+def test_padded_av_frames_do_not_change_outputs(new_backbone):
+    model = _build(new_backbone).eval()
+    b = make_batch()
+    ref = model(b)
+    for x, lengths in ((b.audio, b.audio_lengths), (b.vision, b.vision_lengths)):
+        pad = torch.arange(x.shape[1])[None, :] >= lengths[:, None]
+        x[pad] = 1e4
+    out = model(b)
+    for k in ("y_o", "y_av", "y_f", "y_t"):
+        torch.testing.assert_close(getattr(out, k), getattr(ref, k))
+
+
+@pytest.mark.parametrize("query", ["fusion", "text", "text+fusion"])
+def test_closed_gates_give_the_frozen_lm(new_backbone, query):
+    """With tanh gates at a=0 (g = 0 exactly) and copied FFWs, text states equal the frozen LM's."""
+    reference = new_backbone()  # identical weights, never wrapped
+    model = _build(new_backbone, gate="tanh", gate_init=0.0, ffw="full", gca_query=query).eval()
+    b = make_batch()
+    with torch.no_grad():
+        expected = reference.model.base_model(input_ids=b.input_ids, attention_mask=b.attention_mask).last_hidden_state
+        logits = reference.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
+        got = model.lm(b.input_ids, b.attention_mask, *_z(model, b)).text_hidden
+        out = model(b)
+    real = b.attention_mask.bool()
+    torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.lm_logits[real], logits[real], atol=1e-4, rtol=1e-5)
+
+
+SWITCHES = [
+    {"gate": "sigmoid"}, {"gate": "tanh"}, {"gate": "none"},
+    {"gca_query": "fusion"}, {"gca_query": "text+fusion"}, {"gca_query": "text"},
+    {"ffw": "full"}, {"ffw": "lora", "lora": {"r": 4, "alpha": 8.0}}, {"ffw": "random"}, {"ffw": "off"},
+    {"augment": {"kind": "seqaug", "p_apply": 1.0}}, {"augment": {"kind": "dropout", "p_apply": 1.0}},
+    {"augment": {"kind": "noise", "p_apply": 1.0}}, {"augment": {"kind": "none"}},
+    {"av_encoder": {"init": "random_tune"}}, {"av_encoder": {"init": "pretrain_tune"}},
+    {"av_encoder": {"init": "pretrain_freeze"}}, {"av_encoder": {"batchnorm": True}},
+]
+
+
+@pytest.mark.parametrize("switch", SWITCHES, ids=lambda s: str(s).replace(" ", ""))
+def test_every_switch_builds_and_trains_one_step(new_backbone, switch, tmp_path):
+    if "init" in switch.get("av_encoder", {}) and switch["av_encoder"]["init"] != "random_tune":
+        stage1 = build_av_regressor(small_config(), AUDIO_DIM, VISION_DIM)
+        path = tmp_path / "stage1.pt"
+        torch_save({"av_encoder": stage1.encoder.state_dict(), "config": {}}, path)
+        switch = {"av_encoder": {**switch["av_encoder"], "checkpoint": str(path)}}
+    model = _build(new_backbone, **switch)
+    if "checkpoint" in switch.get("av_encoder", {}):
+        for k, v in stage1.encoder.state_dict().items():
+            assert torch.equal(model.av_encoder.state_dict()[k], v), k
+    model.train()
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    before = {n: p.detach().clone() for n, p in trainable.items()}
+    opt = torch.optim.AdamW(trainable.values(), lr=1e-2, weight_decay=0.0)
+    out = model(make_batch())
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    opt.step()
+    with_grad = {n for n, p in trainable.items() if p.grad is not None and p.grad.abs().sum() > 0}
+    changed = {n for n, p in trainable.items() if not torch.equal(p, before[n])}
+    assert with_grad and with_grad <= changed
+    assert any("fusion_tokens" in n for n in changed)
+    assert any("mm_block" in n for n in changed)
+    assert any(n.startswith("heads.task") for n in changed)
+    assert any(n.startswith("av_encoder") for n in changed) == (switch.get("av_encoder", {}).get("init") != "pretrain_freeze")
+    if switch.get("ffw") == "lora":
+        assert all("lora_" in n for n in changed if ".ffw." in n)
+    if switch.get("gate") == "none":
+        assert not any(n.endswith("gate_attn.a") for n in trainable)
+
+
+def test_mm_block_after_the_first_and_last_layer(new_backbone):
+    model = _build(new_backbone, mm_layers=[0, 3]).eval()
+    assert [i for i, _ in model.lm.mm_blocks()] == [0, 3]
+    assert torch.isfinite(model(make_batch()).loss)
+
+
+def test_bad_mm_layers_names_the_key(new_backbone):
+    with pytest.raises(ConfigError, match=r"model\.mm_layers=\[1, 4\].*4 decoder layers"):
+        _build(new_backbone, mm_layers=[1, 4])
+
+
+def test_a_backbone_is_wrapped_once(new_backbone):
+    bb = new_backbone()
+    build_model(small_config(), audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=bb)
+    with pytest.raises(BackboneError, match="already wrapped"):
+        build_model(small_config(), audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=bb)
+
+
+def test_av_memory_is_cleared_and_required(new_backbone):
+    model = _build(new_backbone).eval()
+    b = make_batch()
+    model(b)
+    assert model.lm.memory._held is None
+    with pytest.raises(RuntimeError, match="without AV memory"):
+        model.lm.backbone_model(input_ids=b.input_ids)
+    with pytest.raises(ZeroDivisionError):
+        with model.lm.memory.hold(torch.zeros(1), torch.zeros(1), n_text=1):
+            1 / 0
+    assert model.lm.memory._held is None
+
+
+@pytest.mark.parametrize("ffw", ["full", "lora"])
+def test_trainable_state_dict_round_trip(new_backbone, ffw):
+    cfg = {"ffw": ffw, "lora": {"r": 4, "alpha": 8.0}, "av_encoder": {"batchnorm": True}}
+    model = _build(new_backbone, **cfg)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model(make_batch()).loss.backward()
+    opt.step()  # also moves BatchNorm statistics
+    state = copy.deepcopy(model.trainable_state_dict())
+    assert not any(".layer." in k or "embed" in k or "wte" in k or "lm_head" in k for k in state)
+    backbone_ids = {id(t) for t in model.lm.frozen_tensors()}
+    n_backbone_keys = sum(1 for v in model.state_dict(keep_vars=True).values() if id(v) in backbone_ids)
+    assert len(state) == len(model.state_dict()) - n_backbone_keys
+
+    torch.manual_seed(99)
+    fresh = build_model(small_config(**cfg), audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=new_backbone())
+    b = make_batch(seed=3)
+    model.eval(), fresh.eval()
+    assert not torch.allclose(fresh(b).y_o, model(b).y_o)
+    fresh.load_trainable_state_dict(state)
+    for k in ("y_o", "y_t", "y_av", "y_f", "lm_logits"):
+        torch.testing.assert_close(getattr(fresh(b), k), getattr(model(b), k), atol=0, rtol=0)
+
+    key = next(k for k in state if "mm_block.attn.q_proj" in k)
+    missing = {k: v for k, v in state.items() if k != key}
+    with pytest.raises(CheckpointError, match=f"missing keys {key}"):
+        fresh.load_trainable_state_dict(missing)
+    with pytest.raises(CheckpointError, match="unexpected keys extra.weight"):
+        fresh.load_trainable_state_dict({**state, "extra.weight": torch.zeros(1)})
+    with pytest.raises(CheckpointError, match=f"{key}.*shape"):
+        fresh.load_trainable_state_dict({**state, key: torch.zeros(2, 2)})
+
+
+def test_gate_values(new_backbone):
+    model = _build(new_backbone, gate="sigmoid", gate_init=0.0)
+    assert model.gate_values() == [
+        {"layer": 1, "gate_attn": 0.5, "gate_ffw": 0.5},
+        {"layer": 3, "gate_attn": 0.5, "gate_ffw": 0.5},
+    ]
+    off = _build(new_backbone, ffw="off", gate="none")
+    assert off.gate_values()[0] == {"layer": 1, "gate_attn": 1.0, "gate_ffw": None}
+
+
+def test_parameter_counts(new_backbone):
+    bb = new_backbone()
+    n_backbone = bb.n_parameters
+    mlp = sum(p.numel() for p in bb.mlp(1).parameters())
+    torch.manual_seed(0)
+    model = build_model(small_config(), audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=bb)
+    counts = model.parameter_counts()
+    D, d_av, K, H = 32, 8, 3, 8
+    norm = 2 * D if bb.model_type == "gpt2" else D  # LayerNorm weight+bias vs RMSNorm weight
+    per_block = 2 * D * D + 2 * d_av * D + 2 * norm + 2 + mlp  # q,o + k,v + norms + gates + FFW
+    heads = ((2 * D + d_av) * H + H + 2 * H + H + 1) + (D + 1) + (D + 1) + (d_av + 1)
+    by = counts["by_module"]
+    assert by["backbone"] == {"trainable": 0, "total": n_backbone}
+    assert by["mm_blocks"]["trainable"] == 2 * per_block
+    assert by["fusion_tokens"]["trainable"] == K * D
+    assert by["heads"]["trainable"] == heads
+    assert by["av_norm"]["trainable"] == 2 * d_av
+    assert counts["total"] == sum(p.numel() for p in model.parameters())
+    assert counts["total"] == sum(v["total"] for v in by.values())
+    assert counts["trainable"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert counts["trainable"] == counts["total"] - n_backbone
+
+
+def test_bf16_backbone_keeps_trainable_parts_float32(new_backbone):
+    bb = new_backbone()
+    bb.model.to(torch.bfloat16)
+    torch.manual_seed(0)
+    model = build_model(small_config(), audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=bb)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and all(p.dtype == torch.float32 for p in trainable)
+    out = model(make_batch())
+    assert out.y_o.dtype == torch.float32 and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.lm.fusion_tokens.grad is not None and torch.isfinite(model.lm.fusion_tokens.grad).all()
