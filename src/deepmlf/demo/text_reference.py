@@ -108,7 +108,7 @@ def fit_text_head(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             count += len(idx)
         with torch.no_grad():
             pred = head(xs_valid).squeeze(-1)

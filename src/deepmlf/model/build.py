@@ -78,9 +78,8 @@ def load_av_encoder_checkpoint(encoder: AVEncoder, path: str | Path) -> None:
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("av_encoder"), dict):
         keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not a stage-1 checkpoint (expected an 'av_encoder' state dict; found {keys})")
-    expected = {k: v for k, v in encoder.state_dict().items()}
     try:
-        load_strict(encoder, ckpt["av_encoder"], expected=expected, what=f"AV encoder ({path})")
+        load_strict(encoder, ckpt["av_encoder"], expected=encoder.state_dict(), what=f"AV encoder ({path})")
     except CheckpointError as e:
         raise CheckpointError(f"{e} — check model.av_encoder settings and feature dims against stage 1") from None
 
@@ -159,5 +158,6 @@ def build_text_regressor(cfg: Config, backbone: Backbone | None = None) -> TextR
     """The text-only reference on the same backbone: frozen LM + W_t on x_tK."""
     backbone = backbone if backbone is not None else _load_backbone(cfg)
     model = TextRegressor(backbone=backbone)
-    log.info("text regressor on %s: %s trainable parameters", backbone.name, f"{model.parameter_counts()['trainable']:,}")
+    n_trainable = model.parameter_counts()["trainable"]
+    log.info("text regressor on %s: %s trainable parameters", backbone.name, f"{n_trainable:,}")
     return model

@@ -119,9 +119,8 @@ class MultimodalLM(nn.Module):
 
     def frozen_tensors(self) -> list[Tensor]:
         """The backbone's own parameters and buffers (each module's direct ones: no MM block)."""
-        return [
-            t for m in self._frozen_modules for t in itertools.chain(m.parameters(recurse=False), m.buffers(recurse=False))
-        ]
+        own = (itertools.chain(m.parameters(recurse=False), m.buffers(recurse=False)) for m in self._frozen_modules)
+        return [t for tensors in own for t in tensors]
 
     def backbone_parameters(self) -> list[nn.Parameter]:
         return [p for m in self._frozen_modules for p in m.parameters(recurse=False)]
@@ -165,4 +164,8 @@ class MultimodalLM(nn.Module):
     def lm_logits(self, text_hidden: Tensor) -> Tensor:
         """Next-token logits on the text positions only (B, T, D) -> (B, T, V) float32."""
         head = self.backbone.lm_head
-        return head(text_hidden.to(head.weight.dtype)).float()
+        B, T, D = text_hidden.shape
+        # Flattened and contiguous: a strided (B, T, D) slice would make linear fall back to a
+        # batched matmul against a broadcast copy of the (V, D) weight.
+        x = text_hidden.to(head.weight.dtype).reshape(B * T, D).contiguous()
+        return head(x).float().view(B, T, -1)
