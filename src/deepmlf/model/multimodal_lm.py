@@ -138,10 +138,6 @@ class MultimodalLM(nn.Module):
     def n_fusion(self) -> int:
         return self.fusion_tokens.shape[0]
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.backbone.embed_tokens.weight.dtype
-
     # ------------------------------------------------------------------ forward
     def forward(self, input_ids: Tensor, attention_mask: Tensor, z: Tensor, z_mask: Tensor) -> MultimodalLMOutput:
         # input_ids, attention_mask: (B, T); z: (B, S, D_av) normed AV memory; z_mask: (B, S)
