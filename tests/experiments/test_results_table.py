@@ -74,9 +74,9 @@ def test_mean_std_over_done_seeds_only(fusion_runs):
     nf8 = rows["nf8"]
     assert nf8.n_seeds == 3 and list(nf8.per_seed) == [1, 2, 3]  # seed 4 has no DONE
     assert nf8.mean["Has0_acc_2"] == pytest.approx(0.82, abs=1e-12)
-    assert nf8.std["Has0_acc_2"] == pytest.approx(0.02, abs=1e-12)  # sample std (ddof=1)
-    assert nf8.mean["MAE"] == pytest.approx(0.18) and nf8.std["MAE"] == pytest.approx(0.02)
-    assert rows["nf12"].mean["Corr"] == pytest.approx(0.755) and rows["nf12"].std["Corr"] == pytest.approx(math.sqrt(0.00005))
+    assert nf8.std["Has0_acc_2"] == pytest.approx(math.sqrt(0.0008 / 3), abs=1e-12)  # population std (ddof=0), as MMSA
+    assert nf8.mean["MAE"] == pytest.approx(0.18) and nf8.std["MAE"] == pytest.approx(math.sqrt(0.0008 / 3))
+    assert rows["nf12"].mean["Corr"] == pytest.approx(0.755) and rows["nf12"].std["Corr"] == pytest.approx(0.005)
     assert rows["nf16"].n_seeds == 1 and math.isnan(rows["nf16"].std["MAE"])
 
 
@@ -89,10 +89,10 @@ def test_markdown_prints_paper_units(fusion_runs):
     nf8 = next(l for l in lines if l.startswith("| nf8 "))
     cells = [c.strip() for c in nf8.strip("|").split("|")]
     # run, n_fusion, seeds, Has0_acc_2, Has0_F1, Non0_acc_2, Non0_F1, Acc5, Acc7, MAE, Corr
-    assert cells[:4] == ["nf8", "8", "3", "82.00 ± 2.00"]
-    assert cells[9] == "0.180 ± 0.020" and cells[10] == "0.720 ± 0.020"
+    assert cells[:4] == ["nf8", "8", "3", "82.00 ± 1.63"]
+    assert cells[9] == "0.180 ± 0.016" and cells[10] == "0.720 ± 0.016"
     nf12 = [c.strip() for c in next(l for l in lines if l.startswith("| nf12 ")).strip("|").split("|")]
-    assert nf12[3] == "**85.50 ± 0.71**" and nf12[9] == "**0.145 ± 0.007**"  # best mean in bold
+    assert nf12[3] == "**85.50 ± 0.50**" and nf12[9] == "**0.145 ± 0.005**"  # best mean in bold
     nf16 = [c.strip() for c in next(l for l in lines if l.startswith("| nf16 ")).strip("|").split("|")]
     assert nf16[2:4] == ["1", "70.00"]  # one seed: no ± std
     assert "Without a finished seed yet: `empty`" in md
@@ -139,7 +139,7 @@ def test_results_cli(fusion_runs, tmp_path):
                          capture_output=True, text=True, timeout=120, env={"COLUMNS": "200", "PATH": ""})
     assert res.returncode == 0, res.stderr
     assert (out / "results.md").is_file() and (out / "metrics_vs_n_fusion.png").is_file()
-    assert "82.00 ± 2.00" in res.stdout
+    assert "82.00 ± 1.63" in res.stdout
     bad = subprocess.run([sys.executable, "-m", "deepmlf.cli", "results", str(tmp_path / "nope")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "run dir" in bad.stderr and "does not exist" in bad.stderr

@@ -1,11 +1,9 @@
-"""Sweep and tune bookkeeping with a recording stand-in for the trainer (fast; the real one runs in
-test_sweep_resume.py / test_tune_workers.py)."""
+"""Sweep and tune bookkeeping with a recording stand-in for `train_run` (fast; the real trainer runs
+in test_sweep_resume.py and test_tune_workers.py)."""
 
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import optuna
@@ -14,18 +12,18 @@ import yaml
 
 from deepmlf.errors import ConfigError
 from deepmlf.experiments import plan_sweep, run_sweep, select_cells
-from deepmlf.experiments.tune import prepare, run_worker, summary_markdown
+from deepmlf.experiments.tune import open_storage, prepare, run_worker, summary_markdown
 from deepmlf.metrics import MOSI_KEYS
 
 
 class RecordingTrainer:
-    """Writes the contract's run-dir layout; valid MAE per epoch = (0.5, 0.3, 0.4) + lr: epoch 1 is best."""
+    """Writes the contract's run-dir layout; valid MAE of epochs 1-3 = (0.5, 0.3, 0.4) + lr: epoch 2 is best."""
 
     def __init__(self, fail_on: set[str] = frozenset()):
         self.calls: list[tuple[Path, bool]] = []
         self.fail_on = fail_on
 
-    def __call__(self, cfg, run_dir, *, resume=False, progress=True):
+    def __call__(self, cfg, run_dir, *, resume=False, progress=True, callbacks=()):
         run_dir = Path(run_dir)
         self.calls.append((run_dir, resume))
         if run_dir.name in self.fail_on:
@@ -37,9 +35,12 @@ class RecordingTrainer:
             if (d / "DONE").exists():
                 continue
             d.mkdir(exist_ok=True)
-            with open(d / "history.jsonl", "w") as f:
-                for epoch in range(3):
-                    f.write(json.dumps({"epoch": epoch, "valid": {"MAE": (0.5, 0.3, 0.4)[epoch] + cfg.train.lr}}) + "\n")
+            for epoch in (1, 2, 3):
+                record = {"epoch": epoch, "valid": {"MAE": (0.5, 0.3, 0.4)[epoch - 1] + cfg.train.lr}}
+                with open(d / "history.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                for cb in callbacks:
+                    cb(record)
             m = {k: 0.8 for k in MOSI_KEYS} | {"MAE": 0.5 + cfg.model.n_fusion / 100 + seed / 1e4}
             (d / "test_metrics.json").write_text(json.dumps(m))
             (d / "DONE").write_text("")
@@ -48,7 +49,7 @@ class RecordingTrainer:
 @pytest.fixture()
 def trainer(monkeypatch):
     rec = RecordingTrainer()
-    monkeypatch.setitem(sys.modules, "deepmlf.train.run", types.SimpleNamespace(train_run=rec))
+    monkeypatch.setattr("deepmlf.train.run.train_run", rec)
     return rec
 
 
@@ -127,3 +128,24 @@ def test_tune_minimises_best_epoch_metric(tmp_path, trainer):
     with pytest.raises(ConfigError, match="already holds trial"):
         run_worker(ctx, storage_url=f"journal://{tmp_path}/j.log", study_name="other", n_trials=1,
                    announce=lambda s: None)
+
+
+def test_median_pruner_stops_a_worse_trial(tmp_path, trainer):
+    spec = tmp_path / "p.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "p", "base": {"preset": "mosi"}, "seeds": [3, 4], "out": str(tmp_path / "trials"),
+        "search": {"train.lr": {"type": "float", "low": 0.001, "high": 0.5}},
+        "pruner": {"kind": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+    }))
+    ctx = prepare(spec)
+    url = f"journal://{tmp_path}/p.log"
+    study = optuna.create_study(storage=open_storage(url), study_name="p", direction="minimize")
+    study.enqueue_trial({"train.lr": 0.001})
+    study.enqueue_trial({"train.lr": 0.4})  # worse at every epoch than the first trial
+    study = run_worker(ctx, storage_url=url, study_name="p", n_trials=2, announce=lambda s: None)
+    good, bad = study.trials
+    assert good.state == optuna.trial.TrialState.COMPLETE and bad.state == optuna.trial.TrialState.PRUNED
+    # Intermediate values: the first seed's best-so-far valid MAE per epoch (epochs 1..3), not the second seed's.
+    assert good.intermediate_values == pytest.approx({1: 0.501, 2: 0.301, 3: 0.301})
+    assert bad.intermediate_values == pytest.approx({1: 0.9})
+    assert not (Path(bad.user_attrs["run_dir"]) / "seed-3" / "DONE").exists()

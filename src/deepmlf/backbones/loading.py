@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 BUILTIN_NAMES = (smollm2.NAME, *TINY_NAMES)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Any of these holds a vocabulary (fast tokenizer, BPE vocab, SentencePiece model, WordPiece vocab).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model", "vocab.txt")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -139,9 +141,10 @@ def _unresolved_message(name: str, path: Path, cache: Path, looks_like_repo: boo
             f"  - a local path: {path.resolve()} does not exist",
             repo_line,
             "Fix: deepmlf never downloads. On a machine with network, run "
-            f"`huggingface-cli download {example} --local-dir ./{example.split('/')[-1]}`, copy that directory "
-            "here and pass its path; or fill the HF cache there and point HF_HOME (or HF_HUB_CACHE) at a copy "
-            "of it; or pass a .gguf file. `deepmlf backbones list` shows what resolves now.",
+            f"`huggingface-cli download {example} --local-dir ./{example.split('/')[-1]}` (`hf download` in "
+            "huggingface_hub>=1.0), copy that directory here and pass its path; or copy a filled HF cache here "
+            "and point HF_HOME (or HF_HUB_CACHE) at it; or pass a .gguf file. "
+            "`deepmlf backbones list` shows what resolves now.",
         ]
     )
 
@@ -178,13 +181,17 @@ def _load_dir(model_dir: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, obj
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     read_model_type(model_dir)
+    no_tokenizer = (
+        f"no usable tokenizer in {model_dir}; the directory needs the tokenizer files saved next to the model "
+        f"({' or '.join(TOKENIZER_FILES)}, as written by tokenizer.save_pretrained)"
+    )
+    # Checked first: given a bare config.json, newer transformers build an *empty* tokenizer silently.
+    if not any((model_dir / f).is_file() for f in TOKENIZER_FILES):
+        raise BackboneError(no_tokenizer)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     except (OSError, ValueError, TypeError) as e:
-        raise BackboneError(
-            f"no usable tokenizer in {model_dir} ({e}); the directory needs the tokenizer files saved next to "
-            f"the model (tokenizer.json or vocab/merges files + tokenizer_config.json)"
-        ) from e
+        raise BackboneError(f"{no_tokenizer} ({e})") from e
     try:
         model = AutoModelForCausalLM.from_pretrained(
             model_dir, local_files_only=True, use_cache=False, **dtype_kwarg(dtype)
@@ -304,7 +311,7 @@ def _hf_cache_infos() -> list[BackboneInfo]:
             continue
         files = {p.name for p in snapshot.iterdir()}
         has_weights = any(f.endswith((".safetensors", ".bin")) for f in files)
-        has_tokenizer = bool(files & {"tokenizer.json", "vocab.json", "tokenizer.model", "vocab.txt"})
+        has_tokenizer = bool(files & set(TOKENIZER_FILES))
         missing = [what for what, ok in (("weights", has_weights), ("tokenizer", has_tokenizer)) if not ok]
         status = "ready" if not missing else f"incomplete: no {' or '.join(missing)} in the cached snapshot"
         rows.append(BackboneInfo(repo.repo_id, "hf-cache", not missing, status, model_type, str(snapshot)))

@@ -1,3 +1,167 @@
-"""CLI commands (being written)."""
+"""`deepmlf pretrain-av | train | evaluate | predict`: the training area's commands.
 
-from . import app  # noqa: F401
+Configuration comes from a preset and/or a YAML file, then `--set key=value` overrides, then the
+shortcuts `--data` (= data.path) and `--seeds` (= train.seeds). With `--resume` and no config
+options, the run directory's own `config.yaml` is the starting point.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..config import Config, config_from_dict, load_config, read_yaml, apply_overrides
+from ..errors import ConfigError
+from ..io import write_json
+from . import app
+from .common import console, friendly_errors
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (may name `preset:` itself).")
+PresetOpt = typer.Option(None, "--preset", "-p", help="Built-in preset: mosi, mosei-base, mosei-large, sims, demo.")
+SetOpt = typer.Option(None, "--set", "-s", help="Override one config key, e.g. --set model.n_fusion=16 (repeatable).")
+DataOpt = typer.Option(None, "--data", "-d", help="MMSA pickle (aligned_50.pkl / unaligned_50.pkl / unaligned_39.pkl) = data.path.")
+SeedsOpt = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 1111,1112,1113 (overrides train.seeds).")
+ResumeOpt = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last.pt files.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: expected comma-separated integers, e.g. 1111,1112") from None
+    if not seeds:
+        raise ConfigError(f"--seeds {text!r}: expected at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text!r}: a seed appears twice")
+    return seeds
+
+
+def resolve_config(
+    config: Optional[Path],
+    preset: Optional[str],
+    sets: Optional[list[str]],
+    data: Optional[str],
+    seeds: Optional[str],
+    *,
+    resume_dir: Optional[Path] = None,
+) -> Config:
+    """The resolved Config of a command line (see module docstring)."""
+    overrides = list(sets or [])
+    if data is not None:
+        overrides.append(f"data.path={data}")
+    if seeds is not None:
+        overrides.append(f"train.seeds={parse_seeds(seeds)}")
+    stored = resume_dir / "config.yaml" if resume_dir is not None else None
+    if config is None and preset is None and stored is not None and stored.exists():
+        tree = read_yaml(stored)
+        apply_overrides(tree, overrides)
+        return config_from_dict(tree, f"{stored}" + (" + " + " ".join(overrides) if overrides else ""))
+    return load_config(config, preset=preset, overrides=overrides)
+
+
+def _default_out(cfg: Config) -> Path:
+    backbone = Path(cfg.model.backbone).name or "backbone"
+    return Path("runs") / f"{cfg.data.dataset}-{backbone}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _out_dir(out: Optional[Path], resume: bool, cfg_factory) -> tuple[Config, Path]:
+    if resume and out is None:
+        raise ConfigError("--resume needs --out RUN_DIR: the run directory to continue")
+    cfg = cfg_factory(out if resume else None)
+    return cfg, out if out is not None else _default_out(cfg)
+
+
+def metrics_table(metrics: dict[str, float], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4f}")
+    return table
+
+
+@app.command("pretrain-av")
+@friendly_errors
+def pretrain_av_cmd(
+    config: Optional[Path] = ConfigOpt,
+    preset: Optional[str] = PresetOpt,
+    set_: Optional[list[str]] = SetOpt,
+    data: Optional[str] = DataOpt,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<dataset>-<backbone>-<time>)."),
+    seeds: Optional[str] = SeedsOpt,
+    resume: bool = ResumeOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Stage 1: pre-train the AV encoder (AV regressor, L1) into RUN_DIR/seed-S/stage1/best.pt.
+
+    A later `deepmlf train --out RUN_DIR` with the same settings reuses it.
+    """
+    from ..train import pretrain_av
+
+    cfg, run_dir = _out_dir(out, resume, lambda d: resolve_config(config, preset, set_, data, seeds, resume_dir=d))
+    paths = pretrain_av(cfg, run_dir, resume=resume, progress=not quiet)
+    for seed, path in paths.items():
+        console.print(f"seed {seed}: pre-trained AV encoder -> {path}")
+
+
+@app.command("train")
+@friendly_errors
+def train_cmd(
+    config: Optional[Path] = ConfigOpt,
+    preset: Optional[str] = PresetOpt,
+    set_: Optional[list[str]] = SetOpt,
+    data: Optional[str] = DataOpt,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<dataset>-<backbone>-<time>)."),
+    seeds: Optional[str] = SeedsOpt,
+    resume: bool = ResumeOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Train DeepMLF for every seed (stage 1 first when the AV encoder starts pre-trained), test the
+    best checkpoint, and write results.csv / results.json (per seed, mean, std)."""
+    from ..train import results_table, train_run
+
+    cfg, run_dir = _out_dir(out, resume, lambda d: resolve_config(config, preset, set_, data, seeds, resume_dir=d))
+    console.print(f"run directory: {run_dir}")
+    result = train_run(cfg, run_dir, resume=resume, progress=False if quiet else True)
+    if quiet:
+        console.print(results_table(result))
+    console.print(f"results: {run_dir / 'results.csv'}")
+
+
+@app.command("evaluate")
+@friendly_errors
+def evaluate_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A best.pt written by `deepmlf train` or `pretrain-av`."),
+    data: str = typer.Option(..., "--data", "-d", help="MMSA pickle to evaluate on."),
+    split: str = typer.Option("test", "--split", help="train, valid or test."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Metrics JSON (default: eval_<split>.json next to the checkpoint)."),
+) -> None:
+    """MMSA metrics of a trained checkpoint on one split; printed and written as JSON."""
+    from ..train import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(checkpoint, data, split)
+    path = out if out is not None else checkpoint.parent / f"eval_{split}.json"
+    write_json(path, metrics)
+    console.print(metrics_table(metrics, f"{checkpoint} on {data} [{split}]"))
+    console.print(f"metrics: {path}")
+
+
+@app.command("predict")
+@friendly_errors
+def predict_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A best.pt written by `deepmlf train`."),
+    data: str = typer.Option(..., "--data", "-d", help="MMSA pickle (labels optional)."),
+    out: Path = typer.Option(..., "--out", "-o", help="CSV to write: id, label, y_o, y_t, y_av, y_f."),
+    split: str = typer.Option("test", "--split", help="train, valid or test."),
+) -> None:
+    """Per-sample predictions of a trained checkpoint: the task head y_o and the text, AV and
+    fusion heads (y_f = mean over fusion tokens), one row per id."""
+    from ..train import predict
+
+    frame = predict(checkpoint, data, split, out)
+    console.print(f"{len(frame)} predictions -> {out}")

@@ -15,21 +15,15 @@ import torch
 from ..config import Config
 from ..data.dataset import make_loader
 from ..data.mmsa import MMSAData
-from ..errors import CheckpointError
 from ..io import write_json, write_text
 from ..model import build_av_regressor
+from ..train.checkpoint import load_best
 from ..train.evaluate import collect_predictions, score
 
 
 def load_stage1(model: torch.nn.Module, path: Path) -> None:
-    """Load a stage-1 best.pt (trainable weights under "model") into an AVRegressor."""
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist: stage 1 did not write its best checkpoint")
-    ckpt: Any = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path}: expected a stage-1 checkpoint with a 'model' state dict; found {found}")
-    model.load_trainable_state_dict(ckpt["model"])
+    """Load a stage-1 best.pt (the trainer's layout: trainable weights under "model") into an AVRegressor."""
+    model.load_trainable_state_dict(load_best(path)["model"])
 
 
 def score_av_reference(cfg: Config, data: MMSAData, stage1_dir: Path, out_dir: Path, *, tokenizer: Any) -> dict[str, float]:

@@ -4,7 +4,7 @@
 - metric vs fusion depth, the number of MM blocks (Tables 6, 7), when they differ in `model.mm_layers`;
 - per-layer gate values g1 (GCA, eq. 9) and g2 (FFW, eq. 10) from each seed's gates.json.
 
-Points are means over finished seeds with ± sample-std error bars. Runs that also differ in other
+Points are means over finished seeds with ± std (ddof=0) error bars. Runs that also differ in other
 keys (e.g. the backbone in Table 7, or the preset when Fig. 3 compares LMs) are drawn as
 separate lines.
 """
@@ -119,7 +119,7 @@ def plot_gates(table: ResultsTable, path: Path) -> Path | None:
             per_layer = []
             for layer in layers:
                 vals = [float(g[kind]) for sg in gates.values() for g in sg if int(g["layer"]) == layer and kind in g]
-                per_layer.append((np.mean(vals), np.std(vals, ddof=1) if len(vals) > 1 else 0.0) if vals else (np.nan, 0.0))
+                per_layer.append((np.mean(vals), np.std(vals) if len(vals) > 1 else 0.0) if vals else (np.nan, 0.0))
             stats[kind] = per_layer
         series.append((r.label, layers, stats, len(gates)))
     if not series:

@@ -48,7 +48,7 @@ class RunRow:
     config: dict[str, Any] | None  # flattened config.yaml (None if the run dir has none)
     per_seed: dict[int, dict[str, float]]  # seed -> metric -> value (finished seeds only)
     mean: dict[str, float] = field(default_factory=dict)
-    std: dict[str, float] = field(default_factory=dict)  # sample std (ddof=1); NaN with one seed
+    std: dict[str, float] = field(default_factory=dict)  # population std (ddof=0, as MMSA); NaN with one seed
 
     @property
     def n_seeds(self) -> int:
@@ -74,7 +74,7 @@ def _aggregate(per_seed: dict[int, dict[str, float]], metrics: list[str]) -> tup
         if vals.size == 0:
             continue
         mean[m] = float(vals.mean())
-        std[m] = float(vals.std(ddof=1)) if vals.size > 1 else math.nan
+        std[m] = float(vals.std(ddof=0)) if vals.size > 1 else math.nan
     return mean, std
 
 
@@ -189,7 +189,8 @@ def to_markdown(table: ResultsTable, title: str | None = None) -> str:
         lines += [f"# {title}", ""]
     lines.append(
         f"Dataset: {table.dataset or 'unknown'}. Test metrics of each seed's best validation checkpoint, "
-        "mean ± sample std over finished seeds; accuracies and F1 in %, MAE and Corr raw. Best mean in bold."
+        "mean ± std (ddof=0, as MMSA) over finished seeds; accuracies and F1 in %, MAE and Corr raw. "
+        "Best mean in bold."
     )
     lines.append("")
     lines.append("| " + " | ".join(header) + " |")

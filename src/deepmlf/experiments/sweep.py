@@ -54,17 +54,19 @@ class SweepPlan:
 
 
 def _config_changes(run_dir: Path, cfg: Config) -> dict[str, tuple[Any, Any]]:
-    """Keys where a cell dir's existing config.yaml disagrees with what the spec now resolves to."""
+    """Keys where a cell dir's trained config.yaml disagrees with what the spec now resolves to.
+
+    Same rule as the trainer (`config_differences`, which ignores run-local keys such as the seed
+    list and the data path), checked here for every cell before the first one trains.
+    """
+    from ..train.run import config_differences
+
     tree = rundir.read_config_tree(run_dir)
-    if tree is None:
+    started = any((p / "DONE").exists() or (p / "last.pt").exists() for p in rundir.seed_dirs(run_dir).values())
+    if tree is None or not started:
         return {}
-    old = rundir.flatten(tree)
-    new = rundir.flatten(cfg.to_dict())
-    return {
-        k: (old[k], v)
-        for k, v in new.items()
-        if k != "train.seeds" and k in old and old[k] != v
-    }
+    old, new = rundir.flatten(tree), rundir.flatten(cfg.to_dict())
+    return {k: (old.get(k), new.get(k)) for k in config_differences(tree, cfg.to_dict())}
 
 
 def plan_sweep(

@@ -240,6 +240,34 @@ def suggest(trial, key: str, p: Any) -> Any:
     return p.value_of(trial.suggest_categorical(key, p.optuna_choices()))
 
 
+class EpochReporter:
+    """Trainer epoch callback: reports the first seed's best-so-far validation key metric to Optuna
+    (step = epoch) and stops the trial when the pruner (MedianPruner) says so."""
+
+    def __init__(self, trial, metric: str, direction: str):
+        self.trial, self.metric, self.direction = trial, metric, direction
+        self.best: float | None = None
+        self.last_epoch = 0
+        self.first_seed_over = False
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        import optuna
+
+        epoch = int(record.get("epoch", 0))
+        if self.first_seed_over or epoch <= self.last_epoch:
+            self.first_seed_over = True  # epochs restart: the next seed; its curve is not comparable step-wise
+            return
+        self.last_epoch = epoch
+        value = (record.get("valid") or {}).get(self.metric)
+        if not isinstance(value, (int, float)) or value != value:  # missing or NaN
+            return
+        better = max if self.direction == "max" else min
+        self.best = float(value) if self.best is None else better(self.best, float(value))
+        self.trial.report(self.best, step=epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}: best valid {self.metric} so far {self.best:.4f}")
+
+
 def make_objective(ctx: TuneContext, *, progress: bool, announce: Callable[[str], None]) -> Callable:
     from ..train.run import train_run  # heavy import: only when a trial trains
 
@@ -255,7 +283,8 @@ def make_objective(ctx: TuneContext, *, progress: bool, announce: Callable[[str]
             # Trial numbers restart with each study: never mix another study's run into this one.
             raise DataError(f"{run_dir} already exists (from another study?); give this study its own --out")
         announce(f"trial {trial.number} (pid {os.getpid()}): " + ", ".join(f"{k}={v}" for k, v in params.items()))
-        train_run(cfg, run_dir, resume=True, progress=progress)
+        reporter = EpochReporter(trial, cfg.train.key_metric, metric_direction(cfg.train.key_metric))
+        train_run(cfg, run_dir, resume=False, progress=progress, callbacks=[reporter])
         value = objective_value(run_dir, cfg)
         announce(f"trial {trial.number}: valid {cfg.train.key_metric} = {value:.4f}")
         return value

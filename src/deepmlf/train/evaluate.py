@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -56,10 +56,13 @@ def collect_predictions(
     batches: Iterable[Batch],
     *,
     device: torch.device | str = "cpu",
-    autocast: contextlib.AbstractContextManager | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     limit_batches: int | None = None,
 ) -> Predictions:
-    """Evaluate `model` (in eval mode; its mode is restored afterwards) over `batches`."""
+    """Evaluate `model` (in eval mode; its mode is restored afterwards) over `batches`.
+
+    `autocast`: a factory of the mixed-precision context (e.g. `accelerator.autocast`), entered per batch.
+    """
     was_training = model.training
     model.eval()
     ids: list[str] = []
@@ -73,7 +76,7 @@ def collect_predictions(
             if limit_batches is not None and i >= limit_batches:
                 break
             batch = batch.to(device)
-            with autocast if autocast is not None else contextlib.nullcontext():
+            with autocast() if autocast is not None else contextlib.nullcontext():
                 out = model(batch)
             ids.extend(batch.ids)
             preds.append(_as_numpy(out.prediction).reshape(-1))

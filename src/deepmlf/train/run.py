@@ -1,0 +1,485 @@
+"""Run orchestration: data once, then per seed stage 1 (AV pre-training) and stage 2 (DeepMLF),
+best checkpoint re-loaded for test, results aggregated over seeds (paper §5.5: mean ± std).
+
+Writes the run directory of docs/contracts.md ("Run directory"). A seed with `DONE` is never
+re-run; a finished stage 1 (`stage1/best.pt` and a `stage1/last.pt` that says it ended) is reused,
+so `deepmlf pretrain-av --out RUN` followed by `deepmlf train --out RUN` trains stage 2 on it.
+Unfinished work is continued with `resume=True` and discarded (started over) otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from rich.console import Console
+from rich.table import Table
+from tqdm.auto import tqdm
+
+from ..config import Config, config_from_dict
+from ..data import load_mmsa, make_loader
+from ..data.mmsa import MMSAData, Split
+from ..errors import CheckpointError, ConfigError, DataError
+from ..io import write_json, write_text
+from ..metrics import key_metric_names, msa_metrics
+from .checkpoint import BEST, LAST, load_best, load_checkpoint
+from .evaluate import Predictions, collect_predictions
+from .loop import EpochCallback, FitResult, Stage, fit, make_accelerator
+from .optim import (
+    build_optimizer,
+    build_plateau,
+    build_pretrain_optimizer,
+    build_scheduler,
+    grad_clip_parameters,
+    steps_per_epoch,
+)
+
+CONFIG_FILE = "config.yaml"
+RESULTS_CSV = "results.csv"
+RESULTS_JSON = "results.json"
+DONE = "DONE"
+STAGE1_DIR = "stage1"
+STAGE1_KEY_METRIC = "Loss"  # the authors' BI_ENC selects on validation L1
+_AV_GROUPS = ("av", "av_no_decay")
+# Settings that may differ between invocations on one run dir without changing what is trained.
+_NOT_COMPARED = ("train.seeds", "data.path", "data.num_workers", "data.eval_batch_size")
+
+console = Console(stderr=True)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    dataset: str
+    metric_names: list[str]  # MMSA key names, in MMSA's order
+    per_seed: dict[int, dict[str, float]]  # seed -> test metrics of its best checkpoint
+    mean: dict[str, float] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)  # population std (ddof=0), as MMSA reports it
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def needs_stage1(cfg: Config) -> bool:
+    """Stage 1 runs when the AV encoder starts pre-trained (Table 8) and no checkpoint is given."""
+    av = cfg.model.av_encoder
+    return av.init in ("pretrain_tune", "pretrain_freeze") and not av.checkpoint
+
+
+def load_data(cfg: Config, *, require_labels: bool = True) -> MMSAData:
+    if not cfg.data.path:
+        raise ConfigError("data.path is not set: pass --data PATH or --set data.path=...")
+    data = load_mmsa(cfg.data.path, dataset=cfg.data.dataset, require_labels=require_labels)
+    for note in getattr(data, "notes", []):
+        tqdm.write(f"data: {note}")
+    for split in ("train", "valid", "test"):
+        data[split]  # a missing split raises DataError naming the file
+    return data
+
+
+def _train_loader(cfg: Config, split: Split, tokenizer: Any, seed: int):
+    bs = cfg.data.batch_size
+    # The task head's BatchNorm cannot train on a one-sample batch: drop such a trailing batch.
+    return make_loader(split, tokenizer, max_text_len=cfg.data.max_text_len, batch_size=bs, shuffle=True,
+                       seed=seed, num_workers=cfg.data.num_workers, drop_last=len(split) % bs == 1)
+
+
+def _eval_loader(cfg: Config, split: Split, tokenizer: Any):
+    return make_loader(split, tokenizer, max_text_len=cfg.data.max_text_len, batch_size=cfg.data.eval_batch_size,
+                       shuffle=False, num_workers=cfg.data.num_workers)
+
+
+def _stage1_tokenizer():
+    # Stage 1 never reads the text, but batches carry it: the in-code byte tokenizer spares a backbone load.
+    from ..backbones.tiny import byte_tokenizer
+
+    return byte_tokenizer()
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any], *, ignore: Iterable[str] = _NOT_COMPARED) -> list[str]:
+    """Flattened keys whose values differ between two config trees (ignoring run-local settings)."""
+    fa, fb = _flat(a), _flat(b)
+    skip = set(ignore)
+    return sorted(k for k in set(fa) | set(fb) if k not in skip and fa.get(k) != fb.get(k))
+
+
+def _stage1_subtree(tree: dict[str, Any]) -> dict[str, Any]:
+    """What decides a stage-1 result: the data, the AV encoder architecture and the pre-training recipe."""
+    av = {k: v for k, v in tree["model"]["av_encoder"].items() if k not in ("init", "checkpoint")}
+    data = {k: tree["data"][k] for k in ("dataset", "batch_size")}
+    smoke = {k: tree["train"][k] for k in ("max_steps", "limit_batches", "mixed_precision")}
+    return {"data": data, "av_encoder": av, "pretrain": tree["pretrain"], "train": smoke}
+
+
+def _seed_dir(run_dir: Path, seed: int) -> Path:
+    return run_dir / f"seed-{seed}"
+
+
+def _print_counts(what: str, counts: dict) -> None:
+    t, n = counts["trainable"], counts["total"]
+    tqdm.write(f"{what}: {t:,} trainable / {n:,} total parameters ({100 * t / max(1, n):.2f}% trainable)")
+
+
+def _check_run_dir(cfg: Config, run_dir: Path) -> None:
+    """A run dir holds one configuration: refuse to mix results of another one into it."""
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        return
+    has_stage2 = any((p / DONE).exists() or (p / LAST).exists() for p in run_dir.glob("seed-*"))
+    if not has_stage2:
+        return  # only stage-1 work so far: checked per seed against stage1/best.pt
+    stored = yaml.safe_load(path.read_text()) or {}
+    diff = config_differences(stored, cfg.to_dict())
+    if diff:
+        shown = ", ".join(diff[:8]) + (" ..." if len(diff) > 8 else "")
+        raise ConfigError(
+            f"{run_dir} already holds a run with a different configuration ({shown}); "
+            "choose another --out, or pass the same settings to continue it"
+        )
+
+
+def _write_config(cfg: Config, run_dir: Path) -> None:
+    write_text(run_dir / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+# ----------------------------------------------------------------------------- stage 1
+
+
+def _stage1_finished(stage_dir: Path) -> bool:
+    if not (stage_dir / BEST).exists() or not (stage_dir / LAST).exists():
+        return False
+    state = load_checkpoint(stage_dir / LAST, what="resume point", weights_only=False)
+    return state.get("stop_reason") is not None
+
+
+def run_stage1(cfg: Config, data: MMSAData, seed: int, stage_dir: Path, *, accelerator: Accelerator,
+               resume: bool, progress: bool) -> Path:
+    """Pre-train the AV encoder (AV regressor, L1) for one seed; returns the path of its best.pt."""
+    from ..model import build_av_regressor
+
+    best = stage_dir / BEST
+    if _stage1_finished(stage_dir):
+        stored = load_best(best)["config"]
+        diff = config_differences(_stage1_subtree(stored), _stage1_subtree(cfg.to_dict()), ignore=())
+        if diff:
+            raise ConfigError(
+                f"{best} was pre-trained with other settings ({', '.join(diff[:6])}); "
+                "choose another --out or remove that stage1 folder"
+            )
+        tqdm.write(f"seed {seed}: reusing the pre-trained AV encoder {best}")
+        return best
+
+    train, valid = data["train"], data["valid"]
+    set_seed(seed)
+    model = build_av_regressor(cfg, train.audio_dim, train.vision_dim)
+    _print_counts(f"seed {seed} stage 1 (AV regressor)", model.parameter_counts())
+    p = cfg.pretrain
+    tok = _stage1_tokenizer()
+    stage = Stage(
+        name="stage1",
+        model=model,
+        optimizer=build_pretrain_optimizer(model, p),
+        dataset=cfg.data.dataset,
+        key_metric=STAGE1_KEY_METRIC,
+        max_epochs=p.max_epochs,
+        early_stop=p.early_stop,
+        grad_accum=p.grad_accum,
+        clip_grad=p.clip_grad,
+        clip_mode="value",  # the authors' BI_ENC clips every gradient by value
+        max_steps=cfg.train.max_steps,
+        limit_batches=cfg.train.limit_batches,
+        checkpoint_meta={"config": cfg.to_dict(), "audio_dim": train.audio_dim, "vision_dim": train.vision_dim},
+        best_extras=lambda: {"stage": "stage1", "av_encoder": {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()}},
+    )
+    stage.plateau = build_plateau(stage.optimizer, p)
+    fit(stage, _train_loader(cfg, train, tok, seed), _eval_loader(cfg, valid, tok), stage_dir,
+        accelerator=accelerator, resume=resume, progress=progress)
+    if not best.exists():  # every validation was NaN
+        raise CheckpointError(f"stage 1 of seed {seed} produced no best checkpoint ({stage_dir}/history.jsonl)")
+    return best
+
+
+# ----------------------------------------------------------------------------- stage 2
+
+
+def _stage2_config(cfg: Config, stage1_ckpt: Path | None) -> Config:
+    if stage1_ckpt is None:
+        return cfg
+    tree = cfg.to_dict()
+    tree["model"]["av_encoder"]["checkpoint"] = str(stage1_ckpt)
+    return config_from_dict(tree, "stage-2 config")
+
+
+def run_stage2(cfg: Config, data: MMSAData, seed: int, seed_dir: Path, *, accelerator: Accelerator, resume: bool,
+               progress: bool, callbacks: Iterable[EpochCallback] = ()) -> tuple[Any, Any, FitResult]:
+    """Train DeepMLF for one seed; returns (model with best.pt loaded, its tokenizer, fit result)."""
+    from ..backbones import load_backbone
+    from ..model import build_model
+
+    train, valid = data["train"], data["valid"]
+    set_seed(seed)
+    # A fresh backbone per seed: build_model wraps its layers in place.
+    backbone = load_backbone(cfg.model.backbone, dtype=cfg.model.dtype)
+    model = build_model(cfg, audio_dim=train.audio_dim, vision_dim=train.vision_dim, backbone=backbone)
+    _print_counts(f"seed {seed} DeepMLF on {cfg.model.backbone}", model.parameter_counts())
+    t = cfg.train
+    train_loader = _train_loader(cfg, train, backbone.tokenizer, seed)
+    optimizer = build_optimizer(model, t, av_module=model.av_encoder)
+    spe = steps_per_epoch(len(train_loader), t.grad_accum, t.limit_batches)
+    stage = Stage(
+        name="stage2",
+        model=model,
+        optimizer=optimizer,
+        dataset=cfg.data.dataset,
+        key_metric=t.key_metric,
+        max_epochs=t.max_epochs,
+        early_stop=t.early_stop,
+        grad_accum=t.grad_accum,
+        scheduler=build_scheduler(optimizer, t, steps_per_epoch=spe),
+        # The authors clip the MM blocks, fusion tokens and heads, and leave the AV encoder alone.
+        clip_params=grad_clip_parameters(optimizer, exclude_groups=_AV_GROUPS),
+        clip_grad=t.clip_grad,
+        clip_mode=t.clip_mode,
+        max_steps=t.max_steps,
+        limit_batches=t.limit_batches,
+        checkpoint_meta={"config": cfg.to_dict(), "audio_dim": train.audio_dim, "vision_dim": train.vision_dim},
+        best_extras=lambda: {"stage": "stage2"},
+    )
+    result = fit(stage, train_loader, _eval_loader(cfg, valid, backbone.tokenizer), seed_dir,
+                 accelerator=accelerator, resume=resume, progress=progress, callbacks=callbacks)
+    best = seed_dir / BEST
+    if not best.exists():
+        raise CheckpointError(f"seed {seed} produced no best checkpoint (see {seed_dir}/history.jsonl)")
+    model.load_trainable_state_dict(load_best(best)["model"])
+    return model, backbone.tokenizer, result
+
+
+def _test_outputs(model: Any, cfg: Config, data: MMSAData, tokenizer: Any, accelerator: Accelerator) -> Predictions:
+    return collect_predictions(model, _eval_loader(cfg, data["test"], tokenizer), device=accelerator.device,
+                               autocast=accelerator.autocast, limit_batches=cfg.train.limit_batches)
+
+
+def train_seed(cfg: Config, data: MMSAData, seed: int, run_dir: Path, *, resume: bool = False, progress: bool = True,
+               callbacks: Iterable[EpochCallback] = ()) -> dict[str, float]:
+    """Both stages for one seed, then test; returns the test metrics (MMSA names). Skips a DONE seed."""
+    seed_dir = _seed_dir(run_dir, seed)
+    if (seed_dir / DONE).exists():
+        tqdm.write(f"seed {seed}: already done ({seed_dir / DONE}), skipped")
+        return json.loads((seed_dir / "test_metrics.json").read_text())
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    accelerator = make_accelerator(cfg.train.mixed_precision, cfg.train.grad_accum)
+
+    stage1_ckpt = None
+    if needs_stage1(cfg):
+        stage1_ckpt = run_stage1(cfg, data, seed, seed_dir / STAGE1_DIR, accelerator=accelerator, resume=resume,
+                                 progress=progress)
+    cfg2 = _stage2_config(cfg, stage1_ckpt)
+    model, tokenizer, result = run_stage2(cfg2, data, seed, seed_dir, accelerator=accelerator, resume=resume,
+                               progress=progress, callbacks=callbacks)
+
+    preds = _test_outputs(model, cfg, data, tokenizer, accelerator)
+    metrics = {k: float(v) for k, v in msa_metrics(preds.prediction, preds.labels, cfg.data.dataset).items()}
+    write_json(seed_dir / "test_metrics.json", metrics)
+    write_text(seed_dir / "predictions_test.csv", preds.to_frame().to_csv(index=False))
+    write_json(seed_dir / "gates.json", model.gate_values())
+    write_json(seed_dir / DONE, {
+        "best_epoch": result.best_epoch, "epochs": result.epochs, "global_step": result.global_step,
+        "stop_reason": result.stop_reason, "time_s": round(time.perf_counter() - t0, 1),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
+    tqdm.write(f"seed {seed} test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return metrics
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def aggregate(run_dir: Path, dataset: str) -> RunResult:
+    """Test metrics of every finished seed in `run_dir`, with mean and population std."""
+    names = list(key_metric_names(dataset))
+    per_seed: dict[int, dict[str, float]] = {}
+    for p in sorted(run_dir.glob("seed-*")):
+        tail = p.name.removeprefix("seed-")
+        if (p / DONE).exists() and tail.lstrip("-").isdigit():
+            per_seed[int(tail)] = json.loads((p / "test_metrics.json").read_text())
+    per_seed = dict(sorted(per_seed.items()))
+    result = RunResult(run_dir=run_dir, dataset=dataset, metric_names=names, per_seed=per_seed)
+    if per_seed:
+        table = np.array([[m[k] for k in names] for m in per_seed.values()], dtype=float)  # (n_seeds, n_metrics)
+        result.mean = dict(zip(names, table.mean(0).tolist()))
+        result.std = dict(zip(names, table.std(0).tolist()))  # ddof=0, as MMSA's results CSV
+    return result
+
+
+def write_results(result: RunResult) -> None:
+    """results.csv (first column `seed`: each seed, then `mean`, `std`) and results.json."""
+    rows = [{"seed": str(s), **m} for s, m in result.per_seed.items()]
+    if result.per_seed:
+        rows += [{"seed": "mean", **result.mean}, {"seed": "std", **result.std}]
+    df = pd.DataFrame(rows, columns=["seed", *result.metric_names])
+    write_text(result.run_dir / RESULTS_CSV, df.to_csv(index=False))
+    write_json(result.run_dir / RESULTS_JSON, {
+        "dataset": result.dataset,
+        "metrics": result.metric_names,
+        "n_seeds": len(result.per_seed),
+        "per_seed": {str(s): m for s, m in result.per_seed.items()},
+        "mean": result.mean,
+        "std": result.std,
+        "std_ddof": 0,
+    })
+
+
+def results_table(result: RunResult) -> Table:
+    """Accuracies/F1 in %, MAE/Corr raw (how MSA papers print them); mean ± std last."""
+    table = Table(title=f"{result.run_dir} ({result.dataset}, {len(result.per_seed)} seed(s))")
+    table.add_column("seed")
+    pct = {k: k not in ("MAE", "Corr") for k in result.metric_names}
+    for k in result.metric_names:
+        table.add_column(k, justify="right")
+
+    def fmt(k: str, v: float) -> str:
+        return f"{100 * v:.2f}" if pct[k] else f"{v:.4f}"
+
+    for s, m in result.per_seed.items():
+        table.add_row(str(s), *(fmt(k, m[k]) for k in result.metric_names))
+    if len(result.per_seed) > 1:
+        table.add_row("mean ± std", *(f"{fmt(k, result.mean[k])} ± {fmt(k, result.std[k])}" for k in result.metric_names),
+                      style="bold")
+    return table
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def train_run(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+              callbacks: Iterable[EpochCallback] = ()) -> RunResult:
+    """Train every seed of `cfg.train.seeds` into `run_dir` (both stages), then aggregate."""
+    run_dir = Path(run_dir)
+    _check_run_dir(cfg, run_dir)
+    data = load_data(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_config(cfg, run_dir)
+    callbacks = list(callbacks)
+    for seed in cfg.train.seeds:
+        train_seed(cfg, data, seed, run_dir, resume=resume, progress=progress, callbacks=callbacks)
+        write_results(aggregate(run_dir, cfg.data.dataset))  # partial results survive an interrupted run
+    result = aggregate(run_dir, cfg.data.dataset)
+    write_results(result)
+    if progress:
+        console.print(results_table(result))
+    return result
+
+
+def pretrain_av(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict[int, Path]:
+    """Stage 1 alone for every seed: `run_dir/seed-S/stage1/best.pt`, reused by a later `train_run`."""
+    run_dir = Path(run_dir)
+    _check_run_dir(cfg, run_dir)
+    data = load_data(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_config(cfg, run_dir)
+    out = {}
+    for seed in cfg.train.seeds:
+        accelerator = make_accelerator(cfg.train.mixed_precision, cfg.pretrain.grad_accum)
+        out[seed] = run_stage1(cfg, data, seed, _seed_dir(run_dir, seed) / STAGE1_DIR, accelerator=accelerator,
+                               resume=resume, progress=progress)
+    return out
+
+
+# ----------------------------------------------------------------------------- evaluate / predict
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: Any
+    cfg: Config
+    tokenizer: Any
+    stage: str  # "stage1" (AV regressor) or "stage2" (DeepMLF)
+    checkpoint: dict[str, Any]
+
+
+def load_model_from_checkpoint(ckpt_path: str | Path) -> LoadedCheckpoint:
+    """Rebuild the model a best.pt was trained as (config + backbone name stored in it) and load its weights."""
+    ckpt = load_best(ckpt_path)
+    cfg = config_from_dict(ckpt["config"], f"config stored in {ckpt_path}")
+    stage = ckpt.get("stage", "stage1" if "av_encoder" in ckpt else "stage2")
+    if stage == "stage1":
+        from ..model import build_av_regressor
+
+        model = build_av_regressor(cfg, ckpt["audio_dim"], ckpt["vision_dim"])
+        tokenizer = _stage1_tokenizer()
+    else:
+        from ..backbones import load_backbone
+        from ..model import build_model
+
+        # The weights come from the checkpoint itself (it holds the AV encoder too), so the stage-1
+        # file it was initialised from need not exist any more.
+        tree = cfg.to_dict()
+        tree["model"]["av_encoder"]["checkpoint"] = None
+        cfg = config_from_dict(tree, f"config stored in {ckpt_path}")
+        backbone = load_backbone(cfg.model.backbone, dtype=cfg.model.dtype)
+        model = build_model(cfg, audio_dim=ckpt["audio_dim"], vision_dim=ckpt["vision_dim"], backbone=backbone)
+        tokenizer = backbone.tokenizer
+    try:
+        model.load_trainable_state_dict(ckpt["model"])
+    except CheckpointError as e:
+        raise CheckpointError(f"{ckpt_path}: {e}") from None
+    model.eval()
+    return LoadedCheckpoint(model=model, cfg=cfg, tokenizer=tokenizer, stage=stage, checkpoint=ckpt)
+
+
+def _checkpoint_split(loaded: LoadedCheckpoint, data_path: str | Path, split: str, *, require_labels: bool) -> Split:
+    cfg = loaded.cfg
+    data = load_mmsa(data_path, dataset=cfg.data.dataset, require_labels=require_labels)
+    s = data[split]
+    want = (loaded.checkpoint["audio_dim"], loaded.checkpoint["vision_dim"])
+    if (s.audio_dim, s.vision_dim) != want:
+        raise DataError(
+            f"{data_path} [{split}]: audio/vision feature dims are {s.audio_dim}/{s.vision_dim}, "
+            f"but the checkpoint was trained on {want[0]}/{want[1]}"
+        )
+    return s
+
+
+def _predict_split(loaded: LoadedCheckpoint, split: Split) -> Predictions:
+    accelerator = make_accelerator(loaded.cfg.train.mixed_precision, 1)
+    loader = _eval_loader(loaded.cfg, split, loaded.tokenizer)
+    return collect_predictions(loaded.model, loader, device=accelerator.device, autocast=accelerator.autocast)
+
+
+def evaluate_checkpoint(ckpt_path: str | Path, data_path: str | Path, split: str = "test") -> dict[str, float]:
+    """MMSA metrics (plus "Loss", the mean L1) of a best.pt on one split of an MMSA pickle."""
+    loaded = load_model_from_checkpoint(ckpt_path)
+    preds = _predict_split(loaded, _checkpoint_split(loaded, data_path, split, require_labels=True))
+    metrics = {k: float(v) for k, v in msa_metrics(preds.prediction, preds.labels, loaded.cfg.data.dataset).items()}
+    metrics["Loss"] = float(np.mean(np.abs(preds.prediction - preds.labels)))
+    return metrics
+
+
+def predict(ckpt_path: str | Path, data_path: str | Path, split: str = "test",
+            out_csv: str | Path | None = None) -> pd.DataFrame:
+    """One row per sample: id, label (empty when the file has none), y_o, y_t, y_av, y_f (fusion-head mean)."""
+    loaded = load_model_from_checkpoint(ckpt_path)
+    preds = _predict_split(loaded, _checkpoint_split(loaded, data_path, split, require_labels=False))
+    frame = preds.to_frame()
+    if out_csv is not None:
+        write_text(out_csv, frame.to_csv(index=False))
+    return frame

@@ -1,0 +1,134 @@
+"""The demo pipeline: probe caching, the text-only reference's cached features, the verdict, and
+the whole `deepmlf demo` end to end on a tiny backbone (the real SmolLM2 run is `make demo`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from rich.console import Console
+
+from deepmlf.backbones.tiny import tiny_gpt2
+from deepmlf.data.dataset import make_loader
+from deepmlf.data.mmsa import load_mmsa
+from deepmlf.demo import comparison_table, demo_config, fastest_backbone_dtype, fusion_verdict, run_demo
+from deepmlf.demo.probe_cache import FLOOR_ROWS, ensure_probe
+from deepmlf.demo.text_reference import extract_features, fit_text_head
+from deepmlf.errors import ConfigError
+from deepmlf.model import build_text_regressor
+
+# A demo sized for seconds: tiny random GPT-2 (4 layers, D=32), a small AV encoder, one epoch.
+TINY = [
+    "model.backbone=tiny-gpt2", "model.mm_layers=[2,3]", "model.n_heads=4", "model.n_fusion=2",
+    "model.head_hidden=8", "model.av_encoder.d_av=8", "model.av_encoder.n_heads=2",
+    "model.av_encoder.n_layers=1", "model.av_encoder.av_len=4", "data.max_text_len=12",
+    "train.max_epochs=1", "pretrain.max_epochs=2", "model.dtype=float32",
+]
+MOSI_COLUMNS = ["Has0_acc_2", "Has0_F1_score", "Non0_acc_2", "Non0_F1_score", "Mult_acc_5", "Mult_acc_7", "MAE", "Corr"]
+
+
+def test_probe_is_cached_while_its_parameters_hold(tmp_path: Path) -> None:
+    path, floor, reused = ensure_probe(tmp_path, n=40, seed=3, preset="mosi")
+    assert not reused and path.is_file()
+    assert set(floor) == set(FLOOR_ROWS)
+    # The oracle knows every cue: it must beat the single-modality oracles on MAE.
+    assert floor["oracle"]["MAE"] < min(floor["text_only"]["MAE"], floor["av_only"]["MAE"])
+    mtime = path.stat().st_mtime_ns
+    _, floor2, reused2 = ensure_probe(tmp_path, n=40, seed=3, preset="mosi")
+    assert reused2 and json.dumps(floor2) == json.dumps(floor) and path.stat().st_mtime_ns == mtime  # NaN-safe
+    _, _, reused3 = ensure_probe(tmp_path, n=40, seed=4, preset="mosi")
+    assert not reused3
+    assert json.loads((tmp_path / "probe.json").read_text())["params"]["seed"] == 4
+
+
+def test_text_reference_on_cached_features_is_the_text_regressor(tmp_path: Path) -> None:
+    """Fitting W_t on cached x_tK must give a head that TextRegressor.forward reproduces exactly."""
+    probe, _, _ = ensure_probe(tmp_path / "probe", n=40, seed=0, preset="mosi")
+    cfg = demo_config(probe_path=probe, overrides=TINY)
+    splits = load_mmsa(probe, dataset="mosi").splits
+    model = build_text_regressor(cfg, backbone=tiny_gpt2())
+    feats = {k: extract_features(model, s, cfg, name=k, progress=False) for k, s in splits.items()}
+    assert feats["train"].x.shape == (len(splits["train"]), 32)
+    metrics = fit_text_head(model, feats, cfg, tmp_path / "text", seed=1, progress=False)
+
+    loader = make_loader(splits["test"], model.backbone.tokenizer, max_text_len=cfg.data.max_text_len,
+                         batch_size=5, shuffle=False)
+    model.eval()
+    with torch.no_grad():
+        direct = torch.cat([model(b).prediction for b in loader])
+    saved = pd.read_csv(tmp_path / "text" / "predictions_test.csv")
+    np.testing.assert_allclose(saved["y_o"].to_numpy(), direct.numpy(), rtol=1e-5, atol=1e-5)
+    assert saved["id"].tolist() == list(splits["test"].ids)
+    assert json.loads((tmp_path / "text" / "test_metrics.json").read_text())["MAE"] == pytest.approx(metrics["MAE"])
+    history = [json.loads(l) for l in (tmp_path / "text" / "history.jsonl").read_text().splitlines()]
+    assert history and {"Loss", "MAE"} <= set(history[0]["valid"]) and "task" in history[0]["train"]
+
+
+def test_verdict_requires_beating_both_references_on_mae_and_corr() -> None:
+    good = {"DeepMLF": {"MAE": 0.6, "Corr": 0.9}, "text-only": {"MAE": 1.3, "Corr": 0.4}, "AV-only": {"MAE": 1.5, "Corr": 0.3}}
+    wins, text = fusion_verdict(good)
+    assert wins and "54% lower" in text  # 1 - 0.6 / 1.3
+    bad = {**good, "text-only": {"MAE": 0.5, "Corr": 0.4}}
+    wins, text = fusion_verdict(bad)
+    assert not wins and "does NOT beat" in text
+
+
+def test_comparison_table_lists_models_then_reference_rows() -> None:
+    m = {"Has0_acc_2": 0.8, "MAE": 0.7, "Corr": 0.6}
+    table = comparison_table({"DeepMLF": m, "text-only": {**m, "MAE": 1.1}},
+                             {"oracle": {**m, "MAE": 0.25}}, dataset="mosi")
+    console = Console(record=True, width=200)
+    console.print(table)
+    text = console.export_text()
+    assert [c.header for c in table.columns] == ["model", *MOSI_COLUMNS]
+    assert re.search(r"DeepMLF.*80\.00.*0\.7000", text)
+    assert text.index("text-only") < text.index(FLOOR_ROWS["oracle"])
+
+
+def test_demo_rejects_settings_that_break_the_comparison(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="train.seeds"):
+        demo_config(probe_path=tmp_path / "p.pkl", overrides=["train.seeds=[1,2]"])
+    with pytest.raises(ConfigError, match="init=pretrain_tune"):
+        demo_config(probe_path=tmp_path / "p.pkl", overrides=["model.av_encoder.init=random_tune"])
+
+
+def test_fastest_backbone_dtype_is_a_dtype_name() -> None:
+    assert fastest_backbone_dtype() in ("float32", "bfloat16")
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_on_a_tiny_backbone(tmp_path: Path) -> None:
+    console = Console(record=True, width=220)
+    result = run_demo(tmp_path / "demo", n=60, overrides=TINY, progress=False, console=console)
+    out = console.export_text()
+    # The printed table: the three models, then the probe's reference rows, MMSA column names.
+    for name in ("DeepMLF", "text-only", "AV-only", *FLOOR_ROWS.values()):
+        assert name in out
+    for col in MOSI_COLUMNS:
+        assert col in out
+    assert set(result.metrics) == {"DeepMLF", "text-only", "AV-only"}
+    for m in result.metrics.values():
+        assert set(MOSI_COLUMNS) <= set(m) and np.isfinite(m["MAE"])
+
+    demo = tmp_path / "demo"
+    for sub in ("deepmlf/seed-1111", "text-only", "av-only"):
+        assert (demo / sub / "test_metrics.json").is_file()
+        assert len(pd.read_csv(demo / sub / "predictions_test.csv")) == 9  # 15% of 60
+    md = result.report.read_text()
+    assert result.report == demo / "report.md"
+    for name, m in result.metrics.items():
+        row = next(l for l in md.splitlines() if l.startswith(f"| {name} |"))
+        assert f"{m['MAE']:.4f}" in row
+    for png in re.findall(r"\]\(([^)]+\.png)\)", md):
+        assert (demo / png).stat().st_size > 5_000
+    assert {"curves-deepmlf.png", "curves-av-only.png", "scatter.png", "confusion.png", "gates-deepmlf.png"} <= set(
+        re.findall(r"\]\(([^)]+\.png)\)", md))
+    assert result.timings["total"] > 0
+
+    # A second run reuses the probe and replaces the models.
+    run_demo(tmp_path / "demo", n=60, overrides=TINY, progress=False, console=Console(record=True))

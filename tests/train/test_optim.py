@@ -1,0 +1,114 @@
+"""Optimiser groups and the warm-up + cosine schedule (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from deepmlf.config import TrainConfig
+from deepmlf.errors import ConfigError
+from deepmlf.train.optim import build_optimizer, build_scheduler, grad_clip_parameters, param_groups, steps_per_epoch
+
+
+class Toy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.av_encoder = nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.BatchNorm1d(6))
+        self.proj = nn.Linear(6, 8)
+        self.norm = nn.LayerNorm(8)
+        self.gate = nn.Parameter(torch.zeros(()))  # a scalar gate: no decay
+        self.tokens = nn.Parameter(torch.zeros(3, 8))  # fusion tokens: a matrix, decayed
+        self.frozen = nn.Linear(8, 8)
+        self.frozen.requires_grad_(False)
+
+
+def _ids(params) -> set[int]:
+    return {id(p) for p in params}
+
+
+def test_groups_split_av_and_decay_by_kind_and_drop_frozen():
+    m = Toy()
+    cfg = TrainConfig(lr=1e-4, lr_av=3e-4, weight_decay=0.1, weight_decay_av=0.2)
+    groups = {g["name"]: g for g in param_groups(m, cfg, av_module=m.av_encoder)}
+    assert set(groups) == {"main", "main_no_decay", "av", "av_no_decay"}
+
+    assert _ids(groups["main"]["params"]) == _ids([m.proj.weight, m.tokens])
+    assert _ids(groups["main_no_decay"]["params"]) == _ids([m.proj.bias, m.norm.weight, m.norm.bias, m.gate])
+    assert _ids(groups["av"]["params"]) == _ids([m.av_encoder[0].weight])
+    av_no = [m.av_encoder[0].bias, *m.av_encoder[1].parameters(), *m.av_encoder[2].parameters()]
+    assert _ids(groups["av_no_decay"]["params"]) == _ids(av_no)
+
+    assert (groups["main"]["lr"], groups["main"]["weight_decay"]) == (1e-4, 0.1)
+    assert (groups["main_no_decay"]["lr"], groups["main_no_decay"]["weight_decay"]) == (1e-4, 0.0)
+    assert (groups["av"]["lr"], groups["av"]["weight_decay"]) == (3e-4, 0.2)
+    assert groups["av_no_decay"]["weight_decay"] == 0.0
+    every = set().union(*(_ids(g["params"]) for g in groups.values()))
+    assert not every & _ids(m.frozen.parameters())
+    assert every == _ids(p for p in m.parameters() if p.requires_grad)
+
+
+def test_optimizer_betas_and_frozen_av_encoder_leaves_no_av_group():
+    m = Toy()
+    m.av_encoder.requires_grad_(False)  # pretrain_freeze
+    opt = build_optimizer(m, TrainConfig(betas=(0.8, 0.9)), av_module=m.av_encoder)
+    assert [g["name"] for g in opt.param_groups] == ["main", "main_no_decay"]
+    assert opt.param_groups[0]["betas"] == (0.8, 0.9)
+    # Clipping covers the non-AV groups only.
+    m2 = Toy()
+    opt2 = build_optimizer(m2, TrainConfig(), av_module=m2.av_encoder)
+    clipped = _ids(grad_clip_parameters(opt2, exclude_groups=("av", "av_no_decay")))
+    assert not clipped & _ids(m2.av_encoder.parameters())
+    assert id(m2.proj.weight) in clipped
+
+
+def test_nothing_trainable_is_a_config_error():
+    m = nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ConfigError, match="frozen"):
+        param_groups(m, TrainConfig())
+
+
+def test_steps_per_epoch_counts_partial_accumulation_group():
+    assert steps_per_epoch(10, 4) == 3
+    assert steps_per_epoch(8, 4) == 2
+    assert steps_per_epoch(10, 4, limit_batches=5) == 2
+    assert steps_per_epoch(1, 8) == 1
+
+
+def test_warmup_then_cosine_to_min_lr_at_known_steps():
+    m = Toy()
+    cfg = TrainConfig(lr=1e-3, lr_av=2e-3, min_lr=1e-5, warmup_epochs=1, max_epochs=5)
+    opt = build_optimizer(m, cfg, av_module=m.av_encoder)
+    sched = build_scheduler(opt, cfg, steps_per_epoch=4)  # warm-up 4 steps, 20 in all
+    lrs = []
+    for _ in range(21):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    main = [lr[0] for lr in lrs]
+    av = [lr[2] for lr in lrs]
+    # Linear warm-up from 0 over one epoch (4 steps).
+    assert main[:5] == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    assert av[2] == pytest.approx(1e-3)  # the AV group warms up to its own lr
+    # Cosine from lr to min_lr over the remaining 16 steps: halfway (step 12) is the midpoint.
+    rate = 1e-5 / 1e-3
+    assert main[12] == pytest.approx(1e-3 * (0.5 * (1 + math.cos(math.pi * 0.5)) * (1 - rate) + rate))
+    assert main[12] == pytest.approx((1e-3 + 1e-5) / 2)
+    assert main[20] == pytest.approx(1e-5)
+    assert av[20] == pytest.approx(2e-5)  # min_lr is a ratio of each group's lr
+    assert all(a >= b for a, b in zip(main[4:], main[5:]))  # monotone after warm-up
+
+
+def test_max_steps_shortens_the_cosine_and_bad_min_lr_is_rejected():
+    m = Toy()
+    cfg = TrainConfig(lr=1e-3, min_lr=0.0, warmup_epochs=0, max_epochs=10, max_steps=4)
+    opt = build_optimizer(m, cfg, av_module=m.av_encoder)
+    sched = build_scheduler(opt, cfg, steps_per_epoch=10)
+    for _ in range(4):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0)
+    with pytest.raises(ConfigError, match="train.min_lr"):
+        build_scheduler(opt, TrainConfig(lr=1e-4, min_lr=1e-3), steps_per_epoch=3)
