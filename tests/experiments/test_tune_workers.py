@@ -39,7 +39,7 @@ def _spec(tmp_path: Path, data: Path, search: dict | None = None) -> Path:
 def test_two_workers_share_one_study(tmp_path, tiny_pickle, kind):
     spec = _spec(tmp_path, tiny_pickle)
     url = f"journal://{tmp_path}/study.log" if kind == "journal" else f"sqlite:///{tmp_path}/study.db"
-    cmd = deepmlf_cmd("tune", str(spec), "--storage", url, "--study", "shared", "--n-trials", "2", "--no-progress")
+    cmd = deepmlf_cmd("tune", str(spec), "--storage", url, "--study", "shared", "--n-trials", "2", "--quiet")
     workers = [subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(2)]
     outputs = [w.communicate(timeout=600) for w in workers]

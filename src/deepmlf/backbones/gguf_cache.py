@@ -122,6 +122,9 @@ def build_cache(gguf_path: Path, cache_dir: Path) -> Path:
     model, tokenizer = dequantise_gguf(gguf_path)
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.tmp-", dir=cache_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private (0700); the cache is an ordinary directory
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

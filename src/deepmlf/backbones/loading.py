@@ -227,6 +227,10 @@ def _load_smollm2(dtype: torch.dtype) -> tuple[torch.nn.Module, object, Path]:
     return model, tokenizer, cache
 
 
+def _resolved(path: Path | None) -> Path | None:
+    return path.resolve() if path is not None else None
+
+
 def load_backbone(name_or_path: str, *, dtype: str | torch.dtype = "float32") -> Backbone:
     """Load a frozen causal LM + tokenizer offline: eval mode, requires_grad False, use_cache False.
 
@@ -241,8 +245,8 @@ def load_backbone(name_or_path: str, *, dtype: str | torch.dtype = "float32") ->
         backbone.model.config.use_cache = False
         backbone.model.to(torch_dtype)
     else:
-        if name == smollm2.NAME:
-            model, tokenizer, source = _load_smollm2(torch_dtype)
+        if name == smollm2.NAME or (kind == "gguf" and resolved.location == _resolved(smollm2.find_gguf())):
+            model, tokenizer, source = _load_smollm2(torch_dtype)  # the built-in's file: share its cache
         elif kind == "gguf":
             source = ensure_cache(resolved.location, backbone_cache_dir(gguf_cache_key(resolved.location)))
             model, tokenizer = _load_dir(source, torch_dtype)
@@ -251,7 +255,7 @@ def load_backbone(name_or_path: str, *, dtype: str | torch.dtype = "float32") ->
             model, tokenizer = _load_dir(source, torch_dtype)
         model.config.use_cache = False
         backbone = Backbone(model=model, tokenizer=tokenizer, name=name, kind=kind, source=str(source))
-        if name == smollm2.NAME:
+        if source == smollm2.cache_dir():
             smollm2.check_loaded(backbone.model_type, backbone.n_layers, backbone.hidden_size, source=source)
     backbone.model.eval()
     backbone.freeze()

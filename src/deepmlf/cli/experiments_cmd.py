@@ -74,7 +74,7 @@ def sweep(
     cell: list[str] = typer.Option([], "--cell", help="Run only this cell (by name; repeatable): one worker per cell."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Run every n-th cell: i/n with 0 <= i < n (cell index % n == i)."),
     keep_going: bool = typer.Option(False, "--keep-going", help="If a cell fails, note it and train the others."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars while training."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train every cell of a sweep spec (resumable: finished seeds are skipped), then aggregate the table."""
     backbones = parse_backbone_map(backbone)
@@ -91,7 +91,7 @@ def sweep(
     if not selected:
         _say("no cell selected (the shard is empty); nothing to do")
         return
-    outcome = sweep_mod.run_sweep(plan, selected, progress=progress, keep_going=keep_going, announce=_say)
+    outcome = sweep_mod.run_sweep(plan, selected, progress=not quiet, keep_going=keep_going, announce=_say)
     if outcome.table is not None and outcome.table.rows:
         _say(f"aggregated {len(outcome.table.rows)} cells -> " + ", ".join(str(p) for p in outcome.written))
         console.print(_results_table(outcome.table))
@@ -148,7 +148,7 @@ def tune(
     backbone: list[str] = typer.Option([], "--backbone", help=BACKBONE_HELP),
     sampler_seed: Optional[int] = typer.Option(None, "--sampler-seed", help="Seed of this worker's TPE sampler."),
     workers_note: bool = typer.Option(False, "--workers-note", help="Print how to start more workers on this study, and exit."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Optuna search: this process is one worker; run the same command elsewhere to add workers."""
     from ..experiments import tune as tune_mod
@@ -171,7 +171,7 @@ def tune(
                  "For workers on several machines use an RDB URL, e.g. --storage postgresql://user:pass@host/optuna.")
         return
     study_obj = tune_mod.run_worker(ctx, storage_url=storage, study_name=study, n_trials=n_trials,
-                                    total_trials=total_trials, sampler_seed=sampler_seed, progress=progress, announce=_say)
+                                    total_trials=total_trials, sampler_seed=sampler_seed, progress=not quiet, announce=_say)
     summary = tune_mod.summary_markdown(study_obj, ctx)
     from ..io import atomic_path, write_text
 

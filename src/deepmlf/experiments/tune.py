@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Union
@@ -151,11 +153,21 @@ def open_storage(url: str):
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         # Several processes write one SQLite file: wait for the lock instead of failing at once.
         engine_kwargs = {"connect_args": {"timeout": 120}}
-    try:
-        # Heartbeats mark the trial of a killed worker FAILED instead of RUNNING forever.
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=60, grace_period=300)
-    except Exception as e:  # sqlalchemy raises its own types for a bad URL or an unreachable server
-        raise ConfigError(f"--storage {url!r}: cannot open ({type(e).__name__}: {e})") from None
+    # Heartbeats mark the trial of a killed worker FAILED instead of RUNNING forever.
+    last_error: Exception | None = None
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=60,
+                                                  grace_period=300)
+        except Exception as e:  # sqlalchemy raises its own types for a bad URL or an unreachable server
+            # Workers starting together race to create the schema ("table ... already exists"): retry.
+            last_error = e
+            if "already exists" not in str(e):
+                break
+            time.sleep(0.5 * (attempt + 1))
+    raise ConfigError(f"--storage {url!r}: cannot open ({type(last_error).__name__}: {last_error})") from None
 
 
 # ----------------------------------------------------------------------------- objective

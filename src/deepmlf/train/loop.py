@@ -12,6 +12,7 @@ and dropout masks the uninterrupted run would have).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -289,6 +290,4 @@ def _meta(stage: Stage) -> dict[str, Any]:
 
 
 def _json_line(record: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(record, default=str) + "\n"
