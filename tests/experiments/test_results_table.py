@@ -6,13 +6,14 @@ import csv
 import json
 import math
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from typer.testing import CliRunner
+
+from deepmlf.cli import app
 from deepmlf.config import Config
 from deepmlf.errors import ConfigError
 from deepmlf.experiments import collect, to_markdown, write_results
@@ -135,11 +136,14 @@ def test_mixed_datasets_refused(tmp_path):
 
 def test_results_cli(fusion_runs, tmp_path):
     out = tmp_path / "cli-out"
-    res = subprocess.run([sys.executable, "-m", "deepmlf.cli", "results", *map(str, fusion_runs), "--out", str(out)],
-                         capture_output=True, text=True, timeout=120, env={"COLUMNS": "200", "PATH": ""})
-    assert res.returncode == 0, res.stderr
+    runner = CliRunner()
+    res = runner.invoke(app, ["results", *map(str, fusion_runs), "--out", str(out)])
+    assert res.exit_code == 0, res.output
     assert (out / "results.md").is_file() and (out / "metrics_vs_n_fusion.png").is_file()
-    assert "82.00 ± 1.63" in res.stdout
-    bad = subprocess.run([sys.executable, "-m", "deepmlf.cli", "results", str(tmp_path / "nope")],
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "run dir" in bad.stderr and "does not exist" in bad.stderr
+    assert "| nf8 | 8 | 3 | 82.00 ± 1.63 |" in res.output
+    # Default --out: the runs' common parent (never a run dir, which has its own results.csv).
+    res = runner.invoke(app, ["results", *map(str, fusion_runs[:2])])
+    assert res.exit_code == 0 and (fusion_runs[0].parent / "results.md").is_file()
+    res = runner.invoke(app, ["results", str(tmp_path / "nope")])
+    assert res.exit_code == 2  # friendly_errors: one line, no traceback
+    assert f"error: run dir {tmp_path / 'nope'} does not exist" in res.stderr

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from deepmlf.cli import app
 from deepmlf.errors import ConfigError
 from deepmlf.experiments import expand_cells, load_sweep_spec, parse_shard, plan_sweep, select_cells
 from deepmlf.experiments.tune import prepare
@@ -123,17 +122,16 @@ def test_tune_specs_validate(name):
     assert ctx.spec.search and ctx.direction in ("min", "max")
 
 
-def test_dry_run_lists_cells_without_training(tmp_path):
-    env = {**os.environ, "COLUMNS": "250"}
-    out = subprocess.run(
-        [sys.executable, "-m", "deepmlf.cli", "sweep", str(EXPERIMENTS / "table6-fusion-depth-sims.yaml"),
-         "--dry-run", "--out", str(tmp_path), "--data", "/data/SIMS/unaligned_39.pkl"],
-        capture_output=True, text=True, env=env, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    for n in EXPECTED["table6-fusion-depth-sims.yaml"][0]:
-        assert n in out.stdout
-    assert "3 of 3 cells selected: 0 done, 0 partial, 3 todo" in out.stdout
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_dry_run_lists_cells_without_training(name, tmp_path):
+    res = CliRunner().invoke(app, ["sweep", str(EXPERIMENTS / name), "--dry-run", "--out", str(tmp_path),
+                                   "--data", "/data/x.pkl"], env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    names = EXPECTED[name][0]
+    rows = [l for l in res.stdout.splitlines() if l.startswith("│")]
+    assert [l.split("│")[2].strip() for l in rows] == names  # one row per cell, in spec order
+    assert all("todo 0/5" in l for l in rows)
+    assert f"{len(names)} of {len(names)} cells selected: 0 done, 0 partial, {len(names)} todo" in res.stdout
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
 
@@ -226,3 +224,16 @@ def test_cell_names_are_filesystem_safe():
     names = [c.name for c in expand_cells(spec)]
     assert "preset=mosei-base,model.n_fusion=8,model.backbone=models_gpt2_large" in names
     assert all("/" not in n and " " not in n for n in names)
+
+
+def test_base_config_file_is_relative_to_the_spec(tmp_path):
+    (tmp_path / "cfgs").mkdir()
+    (tmp_path / "cfgs" / "mine.yaml").write_text("preset: sims\nmodel: {n_fusion: 7}\ntrain: {max_epochs: 4}\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: s\nbase: {config: cfgs/mine.yaml, set: {train.max_epochs: 6}}\n"
+                    "cells: [{name: a, set: ['loss.lambda_f=0.5']}]\n")
+    (cell,) = plan_sweep(spec).cells
+    cfg = cell.config
+    assert cfg.data.dataset == "sims" and cfg.model.n_fusion == 7  # preset named by the file, then the file
+    assert cfg.train.max_epochs == 6 and cfg.loss.lambda_f == 0.5  # base.set, then the cell
+    assert cell.run_dir == Path("runs/s/a")  # default out: runs/<name>, relative to the working directory

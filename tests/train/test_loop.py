@@ -129,3 +129,27 @@ def test_resume_drops_history_lines_written_after_the_last_checkpoint(tmp_path):
     _, res = _resumable_fit(tmp_path, resume=True)  # finished: nothing trains
     assert [h["epoch"] for h in read_jsonl(path)] == [1, 2, 3]
     assert res.stop_reason == "max_epochs"
+
+
+def test_accumulated_step_equals_one_big_batch_and_partial_groups_are_means(tmp_path):
+    """Accumulating 2 batches of 4 gives the update of one batch of 8 (L1 means are equal-weighted);
+    a trailing 1-batch group is a mean over 1 batch, not a half-sized gradient."""
+    from deepmlf.data.batch import Batch
+
+    def cat(bs):
+        return Batch(**{f: (torch.cat([getattr(b, f) for b in bs]) if f != "ids" else sum((b.ids for b in bs), []))
+                        for f in ("input_ids", "attention_mask", "audio", "audio_lengths", "vision",
+                                  "vision_lengths", "labels", "ids")})
+
+    batches = fake_batches(3)
+
+    def run(loader, accum, sub):
+        torch.manual_seed(0)
+        model = FakeRegressor()
+        stage = _stage(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), max_epochs=1, grad_accum=accum)
+        fit(stage, loader, fake_batches(1), tmp_path / sub, accelerator=make_accelerator("no", 8), progress=False)
+        return model.linear.weight.detach().clone()
+
+    accumulated = run(batches, 2, "a")  # groups: [b0, b1], [b2]
+    manual = run([cat(batches[:2]), batches[2]], 1, "b")
+    assert torch.allclose(accumulated, manual, atol=1e-6)

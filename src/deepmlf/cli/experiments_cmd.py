@@ -93,22 +93,12 @@ def sweep(
         return
     outcome = sweep_mod.run_sweep(plan, selected, progress=not quiet, keep_going=keep_going, announce=_say)
     if outcome.table is not None and outcome.table.rows:
+        _say("\n" + results_mod.to_markdown(outcome.table, plan.title))
         _say(f"aggregated {len(outcome.table.rows)} cells -> " + ", ".join(str(p) for p in outcome.written))
-        console.print(_results_table(outcome.table))
     if outcome.failed:
         for name, msg in outcome.failed.items():
             err_console.print(f"[bold red]cell {name} failed:[/] {msg}", highlight=False)
         raise typer.Exit(code=1)
-
-
-def _results_table(table: results_mod.ResultsTable) -> Table:
-    t = Table(title=f"results ({table.dataset})", title_justify="left")
-    for col in ["run", *table.varying, "seeds", *table.metrics]:
-        t.add_column(col, justify="right" if col in table.metrics else "left")
-    for r in table.rows:
-        t.add_row(r.label, *[results_mod.format_key_value((r.config or {}).get(k)) for k in table.varying], str(r.n_seeds),
-                  *[results_mod.format_cell(m, r.mean.get(m), r.std.get(m)) for m in table.metrics])
-    return t
 
 
 @app.command("results")
@@ -128,9 +118,7 @@ def results(
     if any(out_dir.resolve() == p.resolve() for p in run_dirs):
         raise ConfigError(f"--out {out_dir} is one of the run dirs (it has its own results.csv); choose another folder")
     written = results_mod.write_results(table, out_dir)
-    console.print(_results_table(table))
-    if table.empty:
-        _say("without a finished seed: " + ", ".join(r.label for r in table.empty))
+    _say(results_mod.to_markdown(table))  # the table of results.md: plain text stays readable when wide
     _say("wrote " + ", ".join(str(p) for p in written))
 
 
@@ -179,5 +167,5 @@ def tune(
     write_text(path, summary)
     with atomic_path(ctx.out / "trials.csv") as tmp:
         study_obj.trials_dataframe().to_csv(tmp, index=False)
-    console.print(summary, markup=False, highlight=False)
+    _say(summary)
     _say(f"wrote {path}")

@@ -127,7 +127,7 @@ def train_cmd(
 
     cfg, run_dir = _out_dir(out, resume, lambda d: resolve_config(config, preset, set_, data, seeds, resume_dir=d))
     console.print(f"run directory: {run_dir}")
-    result = train_run(cfg, run_dir, resume=resume, progress=False if quiet else True)
+    result = train_run(cfg, run_dir, resume=resume, progress=not quiet)
     if quiet:
         console.print(results_table(result))
     console.print(f"results: {run_dir / 'results.csv'}")

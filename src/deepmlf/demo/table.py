@@ -9,6 +9,8 @@ from ..report.page import format_metric
 from .probe_cache import FLOOR_ROWS
 
 FUSED = "DeepMLF"
+# Column headers of the probe's reference predictors (FLOOR_ROWS has the long names for the report).
+SHORT_FLOOR_NAMES = {"oracle": "oracle", "text_only": "text oracle", "av_only": "AV oracle", "constant": "constant"}
 
 
 def fusion_verdict(metrics: dict[str, dict[str, float]]) -> tuple[bool, str]:
@@ -35,26 +37,23 @@ def fusion_verdict(metrics: dict[str, dict[str, float]]) -> tuple[bool, str]:
 def comparison_table(
     metrics: dict[str, dict[str, float]], floor: dict[str, dict[str, float]], *, dataset: str
 ) -> Table:
-    """Trained models first (best per column in bold), then the probe's reference predictors, dimmed."""
-    cols = list(key_metric_names(dataset))
-    table = Table(title="Test split of the fusion probe (accuracies/F1 in %, MMSA metric names)",
-                  title_justify="left", header_style="bold")
-    table.add_column("model")
-    for c in cols:
-        table.add_column(c, justify="right")
-    best = {}
-    for c in cols:
-        vals = [m[c] for m in metrics.values() if c in m]
-        if vals:
-            best[c] = min(vals) if c == "MAE" else max(vals)
-    for name, m in metrics.items():
-        cells = []
-        for c in cols:
-            s = format_metric(c, m.get(c, float("nan")))
-            cells.append(f"[bold]{s}[/]" if m.get(c) == best.get(c) else s)
-        table.add_row(name, *cells, style="green" if name == FUSED else None)
-    table.add_section()
-    for key, label in FLOOR_ROWS.items():
-        if key in floor:
-            table.add_row(label, *(format_metric(c, floor[key].get(c, float("nan"))) for c in cols), style="dim")
+    """Metrics as rows (MMSA names), models as columns, so it fits an 80-column terminal: the trained
+    models first (best per row in bold), then the probe's reference predictors, dimmed."""
+    rows = list(key_metric_names(dataset))
+    table = Table(title="Test split of the fusion probe (accuracies and F1 in %)", title_justify="left",
+                  header_style="bold", caption="dim columns: reference predictors of the probe, not trained models",
+                  caption_justify="left")
+    table.add_column("metric")
+    for name in metrics:
+        table.add_column(name, justify="right", style="green" if name == FUSED else None)
+    refs = [k for k in FLOOR_ROWS if k in floor]
+    for key in refs:
+        table.add_column(SHORT_FLOOR_NAMES[key], justify="right", style="dim")
+    for r in rows:
+        vals = [m.get(r, float("nan")) for m in metrics.values()]
+        finite = [v for v in vals if v == v]
+        best = (min(finite) if r == "MAE" else max(finite)) if finite else None
+        cells = [f"[bold]{format_metric(r, v)}[/]" if v == best else format_metric(r, v) for v in vals]
+        cells += [format_metric(r, floor[k].get(r, float("nan"))) for k in refs]
+        table.add_row(r, *cells)
     return table

@@ -101,6 +101,8 @@ def plot_metrics_vs(
         ax.set_ylabel(m + unit, fontsize=8)
         xs_all = sorted({x_of(r.config[key]) for r in rows})
         ax.set_xticks(xs_all)
+        ax.ticklabel_format(axis="y", useOffset=False)  # plain values: "+5e-1" offsets confuse readers
+        ax.margins(x=0.08, y=0.18 if point_label is not None else 0.08)  # room for the layer labels
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=11)
     return _save(fig, path, legend_from=axes[0] if len(groups) > 1 else None)
@@ -136,6 +138,7 @@ def plot_gates(table: ResultsTable, path: Path) -> Path | None:
         ax.set_xlabel("decoder layer before the MM block (0-based)")
         ax.set_ylabel("gate value")
         ax.set_xticks(sorted({l for _, layers, _, _ in series for l in layers}))
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(alpha=0.3)
     fig.suptitle("Learned gate values per MM layer (best checkpoint), mean ± std over seeds", fontsize=11)
     return _save(fig, path, legend_from=fig.axes[0])
@@ -143,6 +146,8 @@ def plot_gates(table: ResultsTable, path: Path) -> Path | None:
 
 def _layer_span(layers: list[int]) -> str:
     layers = sorted(layers)
+    if len(layers) == 1:
+        return str(layers[0])
     if layers == list(range(layers[0], layers[-1] + 1)):
         return f"{layers[0]}:{layers[-1]}"
     return "-".join(str(x) for x in layers)

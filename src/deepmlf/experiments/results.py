@@ -63,9 +63,6 @@ class ResultsTable:
     rows: list[RunRow]
     empty: list[RunRow]  # run dirs without a finished seed (listed under the table)
 
-    def values(self, key: str) -> list[Any]:
-        return [(r.config or {}).get(key) for r in self.rows]
-
 
 def _aggregate(per_seed: dict[int, dict[str, float]], metrics: list[str]) -> tuple[dict, dict]:
     mean, std = {}, {}

@@ -363,6 +363,10 @@ def run_worker(
 # ----------------------------------------------------------------------------- summary
 
 
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 def summary_markdown(study, ctx: TuneContext) -> str:
     import optuna
 
@@ -385,7 +389,11 @@ def summary_markdown(study, ctx: TuneContext) -> str:
     lines.append(f"| valid {metric} | {best.value:.4f} |")
     for k, v in (best.user_attrs.get("params") or best.params).items():
         lines.append(f"| {k} | {v} |")
-    lines.append(f"| run dir | {best.user_attrs.get('run_dir', '')} |")
+    run_dir = best.user_attrs.get("run_dir", "")
+    lines.append(f"| run dir | {run_dir} |")
+    lines += ["", "Re-train the best setting with the paper's five seeds (its resolved config holds every key):", "",
+              f"    deepmlf train --config {run_dir}/config.yaml --seeds 1111,1112,1113,1114,1115 "
+              f"--out {Path(run_dir).parent / 'best'}"]
     reverse = study.direction.name.lower() == "maximize"
     ranked = sorted(complete, key=lambda t: t.value, reverse=reverse)[:10]
     keys = list(ctx.spec.search)
@@ -393,6 +401,6 @@ def summary_markdown(study, ctx: TuneContext) -> str:
               "|" + "---|" * (len(keys) + 3)]
     for t in ranked:
         params = t.user_attrs.get("params") or t.params
-        lines.append(f"| {t.number} | " + " | ".join(str(params.get(k)) for k in keys)
+        lines.append(f"| {t.number} | " + " | ".join(_short(params.get(k)) for k in keys)
                      + f" | {t.value:.4f} | {t.user_attrs.get('worker_host', '?')}:{t.user_attrs.get('worker_pid', '?')} |")
     return "\n".join(lines) + "\n"

@@ -20,10 +20,10 @@ from ..io import atomic_path
 DPI = 110
 # Loss terms of eq. 14 as history.jsonl names them, with the legend text.
 L1_TERMS = {
-    "task": "task L1 (y_o)",
-    "f": "fusion L1 (y_f)",
-    "av": "AV L1 (y_av)",
-    "t": "text L1 (y_t)",
+    "task": "task head y_o",
+    "f": "fusion head y_f",
+    "av": "AV head y_av",
+    "t": "text head y_t",
 }
 LM_TERM = ("lm", "LM cross-entropy")
 
@@ -72,56 +72,58 @@ def _series(history: Sequence[dict[str, Any]], section: str, key: str) -> tuple[
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: Path, *, title: str, key_metric: str = "MAE") -> bool:
-    """Training loss terms and validation Loss/MAE per epoch; the best epoch is marked."""
+    """Per epoch: the L1 terms on train and on valid (same colours, shared y axis), the LM
+    cross-entropy when it was computed; the epoch selected by `key_metric` is marked."""
     if not history:
         return False
-    l1 = {k: _series(history, "train", k) for k in ("loss", *L1_TERMS)}
-    lm = _series(history, "train", LM_TERM[0])
-    has_lm = len(lm[0]) > 0 and any(v != 0 for v in lm[1])
-    valid = {k: _series(history, "valid", k) for k in ("Loss", "MAE")}
-    if not any(xs for xs, _ in l1.values()) and not any(xs for xs, _ in valid.values()):
+    train = {k: _series(history, "train", k) for k in L1_TERMS}
+    valid = {k: _series(history, "valid", k) for k in L1_TERMS}
+    if not any(xs for xs, _ in valid.values()):
+        # Histories without per-head terms (a single-head model): its validation MAE.
+        valid = {"task": _series(history, "valid", "MAE")}
+    lm_train, lm_valid = _series(history, "train", LM_TERM[0]), _series(history, "valid", LM_TERM[0])
+    has_lm = any(v != 0 for v in lm_train[1] + lm_valid[1])  # logged as 0 when λ_LM = 0 (not computed)
+    if not any(xs for xs, _ in train.values()) and not any(xs for xs, _ in valid.values()):
         return False
     n_panels = 3 if has_lm else 2
-    fig = Figure(figsize=(4.6 * n_panels, 3.6))
+    fig = Figure(figsize=(4.6 * n_panels, 3.7))
     axes = fig.subplots(1, n_panels)
     fig.suptitle(title, fontsize=12)
+    best = _best_epoch(history, key_metric)
+    colours = dict(zip(L1_TERMS, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
+    multi_head = any(xs for k, (xs, _) in train.items() if k != "task")
+    labels = L1_TERMS if multi_head else {"task": "the model's prediction"}
 
-    ax = axes[0]
-    xs, ys = l1["loss"]
-    if xs:
-        ax.plot(xs, ys, color="black", lw=2, marker="o", ms=3, label="total (eq. 14)")
-    for k, name in L1_TERMS.items():
-        xs, ys = l1[k]
-        if xs:
-            ax.plot(xs, ys, marker="o", ms=3, label=name)
-    ax.set_title("training loss terms")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (L1 in sentiment units)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    for ax, series, split in ((axes[0], train, "training"), (axes[1], valid, "validation")):
+        for k, (xs, ys) in series.items():
+            if xs:
+                ax.plot(xs, ys, marker="o", ms=3, color=colours[k], label=labels[k])
+        if best is not None:
+            ax.axvline(best, color="grey", ls=":", label=f"selected epoch ({key_metric})")
+        ax.set_title(f"{split}: L1 loss per head" if multi_head else f"{split}: L1 loss")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("mean |prediction − label|")
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize=8)
+    lo = min(ax.get_ylim()[0] for ax in axes[:2])
+    hi = max(ax.get_ylim()[1] for ax in axes[:2])
+    for ax in axes[:2]:
+        ax.set_ylim(lo, hi)  # one scale: the train/valid gap reads directly
 
     if has_lm:
-        ax = axes[1]
-        ax.plot(*lm, marker="o", ms=3, color="tab:purple", label=LM_TERM[1])
-        ax.set_title("training LM loss (unweighted)")
+        ax = axes[2]
+        for (xs, ys), split, style in ((lm_train, "train", "-"), (lm_valid, "valid", "--")):
+            if xs:
+                ax.plot(xs, ys, ls=style, marker="o", ms=3, color="tab:purple", label=f"{split} LM cross-entropy")
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+        ys = lm_train[1] + lm_valid[1]
+        mid, span = (max(ys) + min(ys)) / 2, max(max(ys) - min(ys), 0.05 * abs(max(ys)) + 1e-3)
+        ax.set_ylim(mid - 0.6 * span, mid + 0.6 * span)  # a flat curve stays flat, not magnified noise
+        ax.set_title("LM loss on the transcripts")
         ax.set_xlabel("epoch")
         ax.set_ylabel("cross-entropy (nats/token)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-
-    ax = axes[-1]
-    for k, style in (("Loss", "-"), ("MAE", "--")):
-        xs, ys = valid[k]
-        if xs:
-            ax.plot(xs, ys, ls=style, marker="o", ms=3, label=f"valid {k}")
-    best = _best_epoch(history, key_metric)
-    if best is not None:
-        ax.axvline(best, color="grey", ls=":", label=f"best epoch ({key_metric})")
-    ax.set_title("validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss / MAE (sentiment units)")
-    ax.grid(alpha=0.3)
-    if ax.has_data():
         ax.legend(fontsize=8)
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -115,14 +115,14 @@ def _optional(path: Path, reader):
     return reader(path) if path.is_file() else None
 
 
-def read_model_dir(directory: Path, name: str, note: str = "") -> ModelRun:
-    """A seed dir (or a comparison member laid out like one)."""
+def read_model_dir(directory: Path, name: str, note: str = "", *, stage1: bool = True) -> ModelRun:
+    """A seed dir (or a comparison member laid out like one); `stage1=False` skips its stage1/ curves."""
     directory = Path(directory)
     metrics_path = directory / "test_metrics.json"
     if not metrics_path.is_file():
         raise RunDirError(f"{directory}: no test_metrics.json; has this model finished training?")
     history_path = directory / "history.jsonl"
-    stage1 = directory / "stage1" / "history.jsonl"
+    stage1_path = directory / "stage1" / "history.jsonl"
     return ModelRun(
         name=name,
         directory=directory,
@@ -130,7 +130,7 @@ def read_model_dir(directory: Path, name: str, note: str = "") -> ModelRun:
         predictions=_optional(directory / "predictions_test.csv", read_predictions),
         history=read_jsonl(history_path) if history_path.is_file() else [],
         gates=_optional(directory / "gates.json", read_gates),
-        stage1_history=read_jsonl(stage1) if stage1.is_file() else [],
+        stage1_history=read_jsonl(stage1_path) if stage1 and stage1_path.is_file() else [],
         note=note,
     )
 
@@ -225,7 +225,8 @@ def load_comparison(run_dir: Path) -> RunSummary:
     for i, m in enumerate(spec["models"]):
         if not isinstance(m, dict) or "name" not in m or "dir" not in m:
             raise RunDirError(f"{run_dir / COMPARISON_FILE}: models[{i}] needs 'name' and 'dir'")
-        models.append(read_model_dir(run_dir / m["dir"], str(m["name"]), note=str(m.get("note", ""))))
+        models.append(read_model_dir(run_dir / m["dir"], str(m["name"]), note=str(m.get("note", "")),
+                                     stage1=bool(m.get("stage1_curves", True))))
     refs = [
         ReferenceRow(name=str(r["name"]), metrics={k: float(v) for k, v in r["metrics"].items()}, note=r.get("note", ""))
         for r in spec.get("references", [])

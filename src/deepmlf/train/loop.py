@@ -149,10 +149,10 @@ def _train_epoch(stage: Stage, loader: DataLoader, accelerator: Accelerator, *, 
                     f"{stage.name}: the training loss is {float(loss)} at epoch {epoch}, step {global_step}; "
                     "lower the learning rate or check the input features"
                 )
-            # The group this batch belongs to may be shorter at the end of the epoch: scale so the
-            # step uses the mean over the group's batches (accelerate divides by grad_accum).
+            # The step uses the mean over its group's batches; the last group of an epoch may be
+            # shorter. accelerate's backward divides by its own accumulation count: undo that.
             group_size = min(accum, n_batches - (i // accum) * accum)
-            accelerator.backward(loss * (accum / group_size))
+            accelerator.backward(loss * (accelerator.gradient_accumulation_steps / group_size))
 
             b = len(batch)
             n_seen += b
