@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from deepmlf.backbones.tiny import byte_tokenizer
 from deepmlf.data.testing import write_mmsa_pickle
@@ -23,3 +24,18 @@ def mmsa_pickle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def byte_tok():
     """The tiny backbones' byte tokenizer: one token per byte, eos = pad = 256, right padding."""
     return byte_tokenizer()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_for_tiny_models(request):
+    """Tiny tensors gain nothing from threads, and OpenMP spin-waits make them ~20x slower when the
+    2 cores are shared. Slow tests on the real backbone keep torch's thread count."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -29,14 +29,6 @@ def _sets(*extra: str) -> list[str]:
     return out
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models on shared cores: extra threads only contend
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     return write_mmsa_pickle(tmp_path_factory.mktemp("cli") / "toy.pkl", n_per_split=(24, 8, 8), la=20, lv=20)

@@ -60,21 +60,6 @@ def make_batch(
     )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_for_tiny_models(request):
-    """Tiny tensors gain nothing from threads, and OpenMP spin-waits make them ~20x slower when the
-    2 cores are shared. Slow tests on the real backbone keep torch's thread count."""
-    if request.node.get_closest_marker("slow"):
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture(params=sorted(FAMILIES))
 def family(request) -> str:
     return request.param

@@ -39,16 +39,6 @@ TINY_OVERRIDES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on 2 shared cores: torch's intra-op threads only contend (measured 0.5 s vs 22 s
-    for one tiny train_run under load), so these tests run single-threaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def toy_pickle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """24/8/8 samples, audio 20x5, vision 20x20 (MOSI layout)."""
