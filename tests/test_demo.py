@@ -80,17 +80,20 @@ def test_verdict_requires_beating_both_references_on_mae_and_corr() -> None:
 
 def test_comparison_table_lists_models_then_reference_rows() -> None:
     m = {"Has0_acc_2": 0.8, "MAE": 0.7, "Corr": 0.6}
-    table = comparison_table({"DeepMLF": m, "text-only": {**m, "MAE": 1.1}},
+    group = comparison_table({"DeepMLF": m, "text-only": {**m, "MAE": 1.1}},
                              {"oracle": {**m, "MAE": 0.25}}, dataset="mosi")
-    console = Console(record=True, width=200)
-    console.print(table)
+    trained, reference = group.renderables
+    # Metrics as rows, the trained models in one table and the probe's references in another.
+    assert [c.header for c in trained.columns] == ["metric", "DeepMLF", "text-only"]
+    assert [c.header for c in reference.columns] == ["metric", "oracle"]
+    console = Console(record=True, width=80)
+    console.print(group)
     text = console.export_text()
-    # Metrics as rows (fits 80 columns), the trained models first, then the probe's references.
-    assert [c.header for c in table.columns] == ["metric", "DeepMLF", "text-only", "oracle"]
-    assert re.search(r"Has0_acc_2[ │]+80\.00[ │]+80\.00[ │]+80\.00", text)
-    assert re.search(r"MAE[ │]+0\.7000[ │]+1\.1000[ │]+0\.2500", text)
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert re.search(r"Has0_acc_2[ │]+80\.00[ │]+80\.00", text)
+    assert re.search(r"MAE[ │]+0\.7000[ │]+1\.1000", text) and re.search(r"MAE[ │]+0\.2500", text)
     firsts = [line.strip("│ ").split(" ")[0] for line in text.splitlines()]
-    assert [w for w in firsts if w in MOSI_COLUMNS] == MOSI_COLUMNS  # every MMSA metric, in MMSA's order
+    assert [w for w in firsts if w in MOSI_COLUMNS] == MOSI_COLUMNS * 2  # every MMSA metric, in MMSA's order
 
 
 def test_demo_rejects_settings_that_break_the_comparison(tmp_path: Path) -> None:
@@ -132,6 +135,42 @@ def test_demo_end_to_end_on_a_tiny_backbone(tmp_path: Path) -> None:
     assert {"curves-deepmlf.png", "curves-av-only.png", "scatter.png", "confusion.png", "gates-deepmlf.png"} <= set(
         re.findall(r"\]\(([^)]+\.png)\)", md))
     assert result.timings["total"] > 0
+    # The ablation row: the same DeepMLF weights scored with cross-attention off.
+    assert result.ablation is not None and np.isfinite(result.ablation["MAE"])
+    assert "cross-attention switched off" in out
+    row = next(l for l in md.splitlines() if l.startswith("| *DeepMLF, cross-attention off at test* |"))
+    assert f"{result.ablation['MAE']:.4f}" in row
 
     # A second run reuses the probe and replaces the models.
     run_demo(tmp_path / "demo", n=60, overrides=TINY, progress=False, console=Console(record=True))
+
+
+def test_cross_attention_off_cuts_the_av_path_to_the_fusion_tokens() -> None:
+    """With the hooks on, the fusion head ignores audio/vision; on exit the model is unchanged."""
+    import dataclasses
+
+    from deepmlf.config import load_config
+    from deepmlf.demo.ablation import cross_attention_off
+    from deepmlf.model import build_model
+
+    cfg = load_config(preset="demo", overrides=[*TINY, "model.av_encoder.init=random_tune"])
+    torch.manual_seed(0)
+    model = build_model(cfg, audio_dim=5, vision_dim=20, backbone=tiny_gpt2()).eval()
+    g = torch.Generator().manual_seed(0)
+    B = 4
+    from deepmlf.data.batch import Batch
+
+    ids = torch.randint(0, 256, (B, 12), generator=g)
+    batch = Batch(input_ids=ids, attention_mask=torch.ones_like(ids), audio=torch.randn(B, 10, 5, generator=g),
+                  audio_lengths=torch.full((B,), 10), vision=torch.randn(B, 10, 20, generator=g),
+                  vision_lengths=torch.full((B,), 10), labels=torch.zeros(B), ids=[str(i) for i in range(B)])
+    other_av = dataclasses.replace(batch, audio=torch.randn(B, 10, 5, generator=g), vision=torch.randn(B, 10, 20, generator=g))
+    with torch.no_grad():
+        before = model(batch).y_f
+        assert not torch.allclose(before, model(other_av).y_f)  # normally the fusion tokens read Z
+        with cross_attention_off(model):
+            off, off_other = model(batch), model(other_av)
+        after = model(batch).y_f
+    torch.testing.assert_close(off.y_f, off_other.y_f)  # no AV reaches the fusion tokens
+    assert not torch.allclose(off.y_av, off_other.y_av)  # the AV head still sees AV
+    torch.testing.assert_close(after, before)  # hooks removed

@@ -203,3 +203,15 @@ def test_format_metric_uses_percent_for_accuracies_only() -> None:
     assert format_metric("Non0_F1_score", 0.5) == "50.00"
     assert format_metric("MAE", 0.73119) == "0.7312"
     assert format_metric("Corr", float("nan")) == "–"
+
+
+def test_single_seed_run_shows_no_mean_and_std_rows(train_run: Path) -> None:
+    import shutil
+
+    shutil.rmtree(train_run / "seed-2222")
+    lines = (train_run / "results.csv").read_text().splitlines()
+    (train_run / "results.csv").write_text("\n".join([lines[0], lines[1], "mean," + lines[1].split(",", 1)[1],
+                                                      "std," + ",".join("0" for _ in METRICS_A)]) + "\n")
+    md = write_report(train_run).read_text()
+    assert any(l.startswith("| DeepMLF seed 1111 | 81.25") for l in md.splitlines())
+    assert "| DeepMLF mean |" not in md and "| DeepMLF std |" not in md

@@ -153,20 +153,24 @@ def open_storage(url: str):
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         # Several processes write one SQLite file: wait for the lock instead of failing at once.
         engine_kwargs = {"connect_args": {"timeout": 120}}
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
     # Heartbeats mark the trial of a killed worker FAILED instead of RUNNING forever.
     last_error: Exception | None = None
-    for attempt in range(5):
+    for attempt in range(6):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=60,
                                                   grace_period=300)
-        except Exception as e:  # sqlalchemy raises its own types for a bad URL or an unreachable server
-            # Workers starting together race to create the schema ("table ... already exists"): retry.
+        except (OperationalError, IntegrityError) as e:
+            # Workers that start together race to create the schema ("table studies already exists",
+            # "UNIQUE constraint failed: alembic_version"); the loser finds it complete on a retry.
             last_error = e
-            if "already exists" not in str(e):
-                break
             time.sleep(0.5 * (attempt + 1))
+        except Exception as e:  # a bad URL, a missing driver, an unreachable server
+            last_error = e
+            break
     raise ConfigError(f"--storage {url!r}: cannot open ({type(last_error).__name__}: {last_error})") from None
 
 

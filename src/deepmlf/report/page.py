@@ -11,7 +11,7 @@ import yaml
 
 from ..io import write_text
 from . import plots
-from .rundir import HEAD_LABELS, ModelRun, RunSummary
+from .rundir import HEAD_LABELS, RunSummary
 
 # MMSA's metric order (metricsTop): MOSI/MOSEI first, then SIMS; anything else follows as found.
 METRIC_ORDER = (
@@ -95,6 +95,21 @@ def _config_value(cfg: dict[str, Any] | None, *path: str, default: Any = None) -
     return node
 
 
+def _gate_drift_sentence(gates: list[dict], gate_kind: str) -> str:
+    """How far the gates moved from their initial value (0.5 for sigmoid, 0 for tanh)."""
+    init = {"sigmoid": 0.5, "tanh": 0.0}.get(gate_kind)
+    values = [float(g[k]) for g in gates for k in ("gate_attn", "gate_ffw") if g.get(k) is not None]
+    if init is None or not values:
+        return f"Gate kind `{gate_kind}`: the branches are not gated."
+    drift = max(abs(v - init) for v in values)
+    text = f"Largest move of a gate from its initial value {init:g}: {drift:.3f}."
+    if drift < 0.02:
+        text += (" A scalar gate moves by at most about the learning rate per optimiser step, so in a short run "
+                 "the gates stay near their start; the branches still act at that strength, and closing "
+                 "them (g1 = 0) is the ablation that measures what they add.")
+    return text
+
+
 def _gate_cell(v: float | None) -> str:
     return "–" if v is None else f"{float(v):.4f}"
 
@@ -129,7 +144,7 @@ def render(summary: RunSummary, out_dir: Path) -> Path:
     if bold > 1:
         notes.append("Bold: best trained model per column.")
     if summary.references:
-        notes.append("Rows in *italics* are not trained models: " + "; ".join(
+        notes.append("Rows in *italics* are reference rows: " + "; ".join(
             f"*{r.name}*: {r.note}" for r in summary.references if r.note) + ".")
     md += [" ".join(notes), ""]
     described = [m for m in summary.models if m.note]
@@ -153,9 +168,10 @@ def render(summary: RunSummary, out_dir: Path) -> Path:
                 curve_md += [f"### {m.name}, stage 1 (AV pre-training)", "", f"![stage 1 curves]({name1})", ""]
     if curve_md:
         md += ["## Training curves", "",
-               "Per epoch: each loss term of eq. 14 on the training split (unweighted), and the validation "
-               f"loss and MAE; the dotted line marks the epoch selected by validation {key_metric} "
-               "(its weights are the ones tested).", ""] + curve_md
+               "Per epoch: the L1 loss of each head (the unweighted terms of eq. 14) on the training split "
+               "and on the validation split, on one scale, and the LM cross-entropy when it was trained "
+               f"(λ_LM > 0); the dotted line marks the epoch selected by validation {key_metric}, whose "
+               "weights are the ones tested.", ""] + curve_md
 
     # ------------------------------------------------------------------ predictions
     panels = _scored_panels(summary)
@@ -182,7 +198,7 @@ def render(summary: RunSummary, out_dir: Path) -> Path:
                    "| layer | g1 (cross-attention) | g2 (FFW) |", "|---:|---:|---:|"]
             md += [f"| {int(g['layer'])} | {_gate_cell(g.get('gate_attn'))} | {_gate_cell(g.get('gate_ffw'))} |"
                    for g in m.gates]
-            md += [""]
+            md += ["", _gate_drift_sentence(m.gates, gate_kind), ""]
 
     # ------------------------------------------------------------------ config
     if cfg:

@@ -166,6 +166,8 @@ def _results_rows(run_dir: Path) -> list[tuple[str, dict[str, float]]] | None:
         label = str(r[key])
         label = f"seed {label}" if label.isdigit() else label
         rows.append((label, {c: float(r[c]) for c in df.columns[1:] if _is_number(r[c])}))
+    if sum(1 for label, _ in rows if label.startswith("seed ")) == 1:
+        rows = [r for r in rows if r[0].startswith("seed ")]  # mean and std of one seed say nothing more
     return rows
 
 
