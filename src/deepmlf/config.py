@@ -10,6 +10,7 @@ the width) live in `check_against_backbone`, called once by `build_model`.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,24 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+
+
+class _Yaml12BoolLoader(yaml.SafeLoader):
+    """SafeLoader that reads only true/false as booleans (YAML 1.2), so `ffw: off` stays "off"."""
+
+
+_Yaml12BoolLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12BoolLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text for configs, sweep specs and --set values (yes/no/on/off stay strings)."""
+    return yaml.load(text, Loader=_Yaml12BoolLoader)
 
 Dataset = Literal["mosi", "mosei", "sims"]
 PRESETS = ("mosi", "mosei-base", "mosei-large", "sims", "demo")
@@ -163,7 +182,7 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. model.n_fusion=16")
     key, raw = item.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as e:
         raise ConfigError(f"--set {item!r}: value {raw!r} is not valid YAML ({e})") from e
     return key.strip().split("."), value
@@ -188,7 +207,7 @@ def preset_dict(name: str) -> dict[str, Any]:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     text = resources.files("deepmlf.presets").joinpath(f"{name}.yaml").read_text()
-    return yaml.safe_load(text) or {}
+    return load_yaml(text) or {}
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -196,7 +215,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
     if not isinstance(tree, dict):

@@ -19,3 +19,7 @@ class BackboneError(DeepMLFError):
 
 class CheckpointError(DeepMLFError):
     """A checkpoint is missing, corrupt, or belongs to a different configuration."""
+
+
+class RunDirError(DataError):
+    """A run directory (or a file in it: metrics, gates, config) is missing or unreadable."""

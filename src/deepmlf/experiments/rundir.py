@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 import yaml
 
-from ..errors import ConfigError, DataError
+from ..config import load_yaml
+from ..errors import RunDirError
 from ..io import read_jsonl
 
 SeedState = Literal["done", "partial", "todo"]
@@ -61,13 +62,32 @@ def done_seeds(run_dir: Path) -> list[int]:
     return [s for s, p in seed_dirs(run_dir).items() if seed_state(p) == "done"]
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise DataError(f"{path} is missing (the seed is marked DONE, so the run directory is damaged)") from None
+        raise RunDirError(f"{path} is missing") from None
     except json.JSONDecodeError as e:
-        raise DataError(f"{path} is not valid JSON: {e}") from None
+        raise RunDirError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_metrics(path: Path) -> dict[str, float]:
+    """A test_metrics.json: MMSA metric name -> value (accuracies as fractions); other entries dropped."""
+    raw = read_json(path)
+    if not isinstance(raw, dict):
+        raise RunDirError(f"{path}: expected a JSON object of metric name -> value, got {type(raw).__name__}")
+    metrics = raw["metrics"] if isinstance(raw.get("metrics"), dict) else raw
+    return {str(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def read_gates(path: Path) -> list[dict[str, float]]:
+    """A gates.json: [{"layer", "gate_attn", "gate_ffw"}, ...] (a {"gates": [...]} wrapper is accepted)."""
+    raw = read_json(path)
+    if isinstance(raw, dict):
+        raw = raw.get("gates", raw.get("layers"))
+    if not isinstance(raw, list) or not all(isinstance(g, dict) and "layer" in g for g in raw):
+        raise RunDirError(f"{path}: expected a list of {{'layer', 'gate_attn', 'gate_ffw'}} objects")
+    return raw
 
 
 def seed_test_metrics(run_dir: Path) -> dict[int, dict[str, float]]:
@@ -75,11 +95,9 @@ def seed_test_metrics(run_dir: Path) -> dict[int, dict[str, float]]:
     out: dict[int, dict[str, float]] = {}
     for seed in done_seeds(run_dir):
         path = seed_dir(run_dir, seed) / "test_metrics.json"
-        raw = _read_json(path)
-        if not isinstance(raw, dict):
-            raise DataError(f"{path}: expected a JSON object of metric -> value")
-        metrics = raw.get("metrics", raw) if isinstance(raw.get("metrics"), dict) else raw
-        out[seed] = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if not path.exists():
+            raise RunDirError(f"{path} is missing (the seed is marked DONE, so the run directory is damaged)")
+        out[seed] = read_metrics(path)
     return out
 
 
@@ -88,14 +106,8 @@ def gate_values(run_dir: Path) -> dict[int, list[dict[str, float]]]:
     out: dict[int, list[dict[str, float]]] = {}
     for seed in done_seeds(run_dir):
         path = seed_dir(run_dir, seed) / "gates.json"
-        if not path.exists():
-            continue
-        raw = _read_json(path)
-        if isinstance(raw, dict):  # tolerate {"gates": [...]} / {"layers": [...]}
-            raw = raw.get("gates", raw.get("layers"))
-        if not isinstance(raw, list) or not all(isinstance(g, dict) and "layer" in g for g in raw):
-            raise DataError(f"{path}: expected a list of {{'layer', 'gate_attn', 'gate_ffw'}} objects")
-        out[seed] = raw
+        if path.exists():
+            out[seed] = read_gates(path)
     return out
 
 
@@ -105,11 +117,11 @@ def read_config_tree(run_dir: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        tree = yaml.safe_load(path.read_text())
+        tree = load_yaml(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        raise RunDirError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: expected a mapping at top level")
+        raise RunDirError(f"{path}: expected a mapping at top level")
     return tree
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import PRESETS, Config, apply_overrides, config_from_dict, preset_dict, read_yaml
+from ..config import PRESETS, Config, apply_overrides, config_from_dict, load_yaml, preset_dict, read_yaml
 from ..errors import ConfigError
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+-]*$")
@@ -94,7 +94,7 @@ def _split_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ValueError(f"{item!r}: expected KEY=VALUE")
     key, raw = item.split("=", 1)
-    return key.strip(), (yaml.safe_load(raw) if raw.strip() else None)
+    return key.strip(), (load_yaml(raw) if raw.strip() else None)
 
 
 class SweepSpec(_Strict):

@@ -8,16 +8,15 @@ Two layouts are understood (docs/contracts.md, "Run directory"):
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from ..errors import DeepMLFError
+from ..errors import RunDirError
+from ..experiments.rundir import read_config_tree, read_gates, read_json, read_metrics
 from ..io import read_jsonl
 
 COMPARISON_FILE = "comparison.json"
@@ -28,10 +27,6 @@ HEAD_LABELS = {
     "y_av": "AV head y_av",
     "y_f": "fusion head y_f",
 }
-
-
-class RunDirError(DeepMLFError):
-    """A directory handed to the report is not a run dir, or one of its files is unreadable."""
 
 
 @dataclass
@@ -74,24 +69,6 @@ class RunSummary:
 # ----------------------------------------------------------------------------- readers
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RunDirError(f"{path}: not valid JSON ({e})") from None
-
-
-def read_metrics(path: Path) -> dict[str, float]:
-    obj = _read_json(path)
-    if not isinstance(obj, dict):
-        raise RunDirError(f"{path}: expected a JSON object of metric name -> value, got {type(obj).__name__}")
-    out = {}
-    for k, v in obj.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[str(k)] = float(v)
-    return out
-
-
 def read_predictions(path: Path) -> pd.DataFrame:
     df = _read_csv(path)
     missing = [c for c in ("label", "y_o") if c not in df.columns]
@@ -100,15 +77,6 @@ def read_predictions(path: Path) -> pd.DataFrame:
             f"{path}: missing column(s) {', '.join(missing)}; expected id,label,y_o[,y_t,y_av,y_f]"
         )
     return df
-
-
-def read_gates(path: Path) -> list[dict[str, float]]:
-    obj = _read_json(path)
-    if isinstance(obj, dict):  # tolerate {"gates": [...]} around the list
-        obj = obj.get("gates", obj.get("layers"))
-    if not isinstance(obj, list) or not all(isinstance(g, dict) and "layer" in g for g in obj):
-        raise RunDirError(f"{path}: expected a list of {{'layer', 'gate_attn', 'gate_ffw'}} objects")
-    return obj
 
 
 def _optional(path: Path, reader):
@@ -136,14 +104,10 @@ def read_model_dir(directory: Path, name: str, note: str = "", *, stage1: bool =
 
 
 def _read_config(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return None
     try:
-        tree = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise RunDirError(f"{path}: not valid YAML ({e})") from None
-    return tree if isinstance(tree, dict) else None
+        return read_config_tree(run_dir)
+    except RunDirError:
+        return None  # a report still draws without the config section
 
 
 def _seed_dirs(run_dir: Path) -> list[Path]:
@@ -220,7 +184,7 @@ def load_train_run(run_dir: Path, seed: int | None = None) -> RunSummary:
 
 def load_comparison(run_dir: Path) -> RunSummary:
     """A dir holding `comparison.json` (written by `deepmlf demo`)."""
-    spec = _read_json(run_dir / COMPARISON_FILE)
+    spec = read_json(run_dir / COMPARISON_FILE)
     if not isinstance(spec, dict) or not isinstance(spec.get("models"), list):
         raise RunDirError(f"{run_dir / COMPARISON_FILE}: expected an object with a 'models' list")
     models = []

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
 
-from ..config import Config, config_from_dict
+from ..config import Config, config_from_dict, load_yaml
 from ..data import load_mmsa, make_loader
 from ..data.mmsa import MMSAData, Split
 from ..errors import CheckpointError, ConfigError, DataError
@@ -146,7 +146,7 @@ def _check_run_dir(cfg: Config, run_dir: Path) -> None:
     has_stage2 = any((p / DONE).exists() or (p / LAST).exists() for p in run_dir.glob("seed-*"))
     if not has_stage2:
         return  # only stage-1 work so far: checked per seed against stage1/best.pt
-    stored = yaml.safe_load(path.read_text()) or {}
+    stored = load_yaml(path.read_text()) or {}
     diff = config_differences(stored, cfg.to_dict())
     if diff:
         shown = ", ".join(diff[:8]) + (" ..." if len(diff) > 8 else "")
