@@ -177,7 +177,8 @@ class Config(_Strict):
 # ----------------------------------------------------------------------------- loading
 
 
-def _parse_override(item: str) -> tuple[list[str], Any]:
+def parse_override(item: str) -> tuple[str, Any]:
+    """`"model.n_fusion=16"` -> `("model.n_fusion", 16)`; the value is read as YAML."""
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. model.n_fusion=16")
     key, raw = item.split("=", 1)
@@ -185,13 +186,14 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
         value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as e:
         raise ConfigError(f"--set {item!r}: value {raw!r} is not valid YAML ({e})") from e
-    return key.strip().split("."), value
+    return key.strip(), value
 
 
 def apply_overrides(tree: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Apply `a.b.c=value` strings (value parsed as YAML) onto a nested dict, in place."""
     for item in overrides or []:
-        path, value = _parse_override(item)
+        key, value = parse_override(item)
+        path = key.split(".")
         node = tree
         for part in path[:-1]:
             child = node.setdefault(part, {})

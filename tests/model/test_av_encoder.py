@@ -18,15 +18,15 @@ from deepmlf.model import (
     sinusoidal_positions,
 )
 
+from deepmlf.config import AVEncoderConfig
+
 from .conftest import AUDIO_DIM, VISION_DIM, make_batch, small_config
 
 
 def _encoder(**kw) -> AVEncoder:
-    args = dict(audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, d_av=8, steps=4, n_layers=1, n_heads=2,
-                ffn_mult=4, dropout=0.1, batchnorm=False)
-    args.update(kw)
+    cfg = AVEncoderConfig(**{**dict(d_av=8, av_len=4, n_layers=1, n_heads=2, ffn_mult=4, dropout=0.1), **kw})
     torch.manual_seed(0)
-    return AVEncoder(**args).eval()
+    return AVEncoder(AUDIO_DIM, VISION_DIM, cfg).eval()
 
 
 def test_pool_exact_values_on_hand_example():

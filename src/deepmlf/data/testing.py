@@ -76,23 +76,9 @@ def make_mmsa_dict(
     return data
 
 
-def write_mmsa_pickle(
-    path: str | Path,
-    *,
-    n_per_split: tuple[int, int, int] = (24, 8, 8),
-    dataset: str = "mosi",
-    audio_dim: int = 5,
-    vision_dim: int = 20,
-    la: int = 30,
-    lv: int = 40,
-    seed: int = 0,
-    **overrides: Any,
-) -> Path:
-    """Write `make_mmsa_dict(...)` as a pickle (protocol 4, as MMSA does) and return the path."""
-    data = make_mmsa_dict(
-        n_per_split=n_per_split, dataset=dataset, audio_dim=audio_dim, vision_dim=vision_dim,
-        la=la, lv=lv, seed=seed, **overrides,
-    )
+def write_mmsa_pickle(path: str | Path, **kwargs: Any) -> Path:
+    """Write `make_mmsa_dict(**kwargs)` as a pickle (protocol 4, as MMSA does) and return the path."""
+    data = make_mmsa_dict(**kwargs)
     path = Path(path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

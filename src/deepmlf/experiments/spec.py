@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import PRESETS, Config, apply_overrides, config_from_dict, load_yaml, preset_dict, read_yaml
+from ..config import PRESETS, Config, apply_overrides, config_from_dict, parse_override, preset_dict, read_yaml
 from ..errors import ConfigError
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+-]*$")
@@ -75,7 +75,7 @@ class CellSpec(_Strict):
         if v is None:
             return {}
         if isinstance(v, list) and all(isinstance(x, str) for x in v):
-            return dict(_split_override(x) for x in v)
+            return dict(parse_override(x) for x in v)
         if not isinstance(v, dict):
             raise ValueError("cells[].set: expected a mapping of dotted keys to values, e.g. {loss.lambda_f: 0}")
         return v
@@ -90,22 +90,15 @@ class CellSpec(_Strict):
         return v
 
 
-def _split_override(item: str) -> tuple[str, Any]:
-    if "=" not in item:
-        raise ValueError(f"{item!r}: expected KEY=VALUE")
-    key, raw = item.split("=", 1)
-    return key.strip(), (load_yaml(raw) if raw.strip() else None)
+class ExperimentSpec(_Strict):
+    """What a sweep spec and a tuning spec share: a name, the paper reference, the base config."""
 
-
-class SweepSpec(_Strict):
-    name: str  # the sweep's name (also the default output folder runs/<name>)
+    name: str  # also the default output folder (runs/<name>, runs/tune-<name>)
     paper: str | None = None  # which table / figure of the paper this reproduces
     description: str | None = None
     base: BaseSpec = Field(default_factory=BaseSpec)
-    grid: dict[str, list[Any]] = Field(default_factory=dict)  # dotted key -> values (cartesian product)
-    cells: list[CellSpec] = Field(default_factory=list)  # explicit cells (ablations that are no product)
-    seeds: list[int] | None = None  # replaces train.seeds in every cell (the paper reports >= 5)
-    out: str | None = None  # output folder; default runs/<name>
+    seeds: list[int] | None = None  # replaces train.seeds in every run (the paper reports >= 5)
+    out: str | None = None  # output folder
 
     @field_validator("name")
     @classmethod
@@ -113,6 +106,11 @@ class SweepSpec(_Strict):
         if not SAFE_NAME.match(v):
             raise ValueError(f"name {v!r} is not filesystem-safe: use letters, digits and . _ = , + -")
         return v
+
+
+class SweepSpec(ExperimentSpec):
+    grid: dict[str, list[Any]] = Field(default_factory=dict)  # dotted key -> values (cartesian product)
+    cells: list[CellSpec] = Field(default_factory=list)  # explicit cells (ablations that are no product)
 
     @field_validator("grid")
     @classmethod

@@ -21,17 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..config import Config
 from ..errors import ConfigError, DataError
 from . import rundir
 from .results import metric_direction
-from .spec import SAFE_NAME, BaseSpec, _value_token, build_config, load_spec
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from .spec import ExperimentSpec, _Strict, _value_token, build_config, load_spec
 
 
 class FloatParam(_Strict):
@@ -96,22 +92,10 @@ class PrunerSpec(_Strict):
     n_warmup_steps: int = Field(2, ge=0)  # epochs of a trial before it can be pruned
 
 
-class TuneSpec(_Strict):
-    name: str
-    paper: str | None = None
-    description: str | None = None
-    base: BaseSpec = Field(default_factory=BaseSpec)
+class TuneSpec(ExperimentSpec):
+    # `seeds`: per trial (one is usual when tuning); `out`: trial dirs go to out/trial-<n> (runs/tune-<name>)
     search: dict[str, Param]  # dotted config key -> distribution
-    seeds: list[int] | None = None  # seeds per trial (replaces train.seeds); one is usual when tuning
-    out: str | None = None  # trial run dirs go to out/trial-<n>; default runs/tune-<name>
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
-
-    @field_validator("name")
-    @classmethod
-    def _safe(cls, v: str) -> str:
-        if not SAFE_NAME.match(v):
-            raise ValueError(f"name {v!r} is not filesystem-safe: use letters, digits and . _ = , + -")
-        return v
 
     @field_validator("search")
     @classmethod

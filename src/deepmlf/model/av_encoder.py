@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import AVEncoderConfig
 from ..data.batch import Batch
 from .state import count_parameters, load_strict
 
@@ -66,36 +67,25 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
 class ModalityEncoder(nn.Module):
     """One modality: pool -> [BatchNorm] -> Linear*sqrt(D_av) -> +positions -> dropout -> Transformer."""
 
-    def __init__(
-        self,
-        *,
-        raw_dim: int,
-        d_av: int,
-        steps: int,
-        n_layers: int,
-        n_heads: int,
-        ffn_mult: int,
-        dropout: float,
-        batchnorm: bool,
-    ) -> None:
+    def __init__(self, raw_dim: int, cfg: AVEncoderConfig) -> None:
         super().__init__()
-        self.steps = steps
-        self.batchnorm = nn.BatchNorm1d(raw_dim) if batchnorm else None
-        self.proj = nn.Linear(raw_dim, d_av, bias=False)
-        self.scale = math.sqrt(d_av)
-        self.register_buffer("positions", sinusoidal_positions(steps, d_av), persistent=False)
-        self.dropout = nn.Dropout(dropout)
+        self.steps = cfg.av_len
+        self.batchnorm = nn.BatchNorm1d(raw_dim) if cfg.batchnorm else None
+        self.proj = nn.Linear(raw_dim, cfg.d_av, bias=False)
+        self.scale = math.sqrt(cfg.d_av)
+        self.register_buffer("positions", sinusoidal_positions(cfg.av_len, cfg.d_av), persistent=False)
+        self.dropout = nn.Dropout(cfg.dropout)
         layer = nn.TransformerEncoderLayer(
-            d_model=d_av,
-            nhead=n_heads,
-            dim_feedforward=ffn_mult * d_av,
-            dropout=dropout,
+            d_model=cfg.d_av,
+            nhead=cfg.n_heads,
+            dim_feedforward=cfg.ffn_mult * cfg.d_av,
+            dropout=cfg.dropout,
             activation="gelu",
             batch_first=True,
             norm_first=True,
         )
         # enable_nested_tensor only applies to post-norm layers; off avoids a warning.
-        self.transformer = nn.TransformerEncoder(layer, num_layers=n_layers, enable_nested_tensor=False)
+        self.transformer = nn.TransformerEncoder(layer, num_layers=cfg.n_layers, enable_nested_tensor=False)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         # x: (B, L, D_raw), lengths: (B,) -> (B, S, D_av), mask (B, S)
@@ -124,28 +114,12 @@ class AVEncoderOutput:
 class AVEncoder(nn.Module):
     """Z = E_av(X_a, X_v) (eq. 6): two modality encoders and a channel-wise fusion FFW."""
 
-    def __init__(
-        self,
-        *,
-        audio_dim: int,
-        vision_dim: int,
-        d_av: int,
-        steps: int,
-        n_layers: int,
-        n_heads: int,
-        ffn_mult: int,
-        dropout: float,
-        batchnorm: bool,
-    ) -> None:
+    def __init__(self, audio_dim: int, vision_dim: int, cfg: AVEncoderConfig) -> None:
         super().__init__()
-        shared = dict(
-            d_av=d_av, steps=steps, n_layers=n_layers, n_heads=n_heads,
-            ffn_mult=ffn_mult, dropout=dropout, batchnorm=batchnorm,
-        )
-        self.d_av = d_av
-        self.audio = ModalityEncoder(raw_dim=audio_dim, **shared)
-        self.vision = ModalityEncoder(raw_dim=vision_dim, **shared)
-        self.fusion = nn.Linear(2 * d_av, d_av)  # "Fusion FFW": audio ‖ vision -> D_av
+        self.d_av = cfg.d_av
+        self.audio = ModalityEncoder(audio_dim, cfg)
+        self.vision = ModalityEncoder(vision_dim, cfg)
+        self.fusion = nn.Linear(2 * cfg.d_av, cfg.d_av)  # "Fusion FFW": audio ‖ vision -> D_av
 
     def forward(self, audio: Tensor, audio_lengths: Tensor, vision: Tensor, vision_lengths: Tensor) -> AVEncoderOutput:
         # audio: (B, La, Da), vision: (B, Lv, Dv) -> z: (B, S, D_av)

@@ -43,17 +43,7 @@ def build_av_encoder(cfg: AVEncoderConfig, *, audio_dim: int, vision_dim: int) -
     for key, dim in (("audio", audio_dim), ("vision", vision_dim)):
         if dim < 1:
             raise ConfigError(f"{key} feature dimension must be >= 1, got {dim}")
-    return AVEncoder(
-        audio_dim=audio_dim,
-        vision_dim=vision_dim,
-        d_av=cfg.d_av,
-        steps=cfg.av_len,
-        n_layers=cfg.n_layers,
-        n_heads=cfg.n_heads,
-        ffn_mult=cfg.ffn_mult,
-        dropout=cfg.dropout,
-        batchnorm=cfg.batchnorm,
-    )
+    return AVEncoder(audio_dim, vision_dim, cfg)
 
 
 def build_av_regressor(cfg: Config, audio_dim: int, vision_dim: int) -> AVRegressor:
