@@ -62,6 +62,17 @@ def _plan_table(plan: sweep_mod.SweepPlan, selected: list[sweep_mod.PlannedCell]
     return table
 
 
+def _one_process(command: str) -> None:
+    from ..train.distributed import process_info
+
+    if process_info()[1] > 1:
+        raise ConfigError(
+            f"deepmlf {command} runs as one process per worker, not under torchrun / accelerate launch with "
+            "several processes: start one worker per GPU (--shard i/n or --cell; docs/multi-gpu.md), or "
+            "train a single setting over several GPUs with `deepmlf train`"
+        )
+
+
 @app.command("sweep")
 @friendly_errors
 def sweep(
@@ -77,6 +88,7 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train every cell of a sweep spec (resumable: finished seeds are skipped), then aggregate the table."""
+    _one_process("sweep")
     backbones = parse_backbone_map(backbone)
     plan = sweep_mod.plan_sweep(spec, overrides=set_, data=data, out=out, backbones=backbones)
     selected = sweep_mod.select_cells(plan, names=cell or None, shard=sweep_mod.parse_shard(shard) if shard else None)
@@ -139,6 +151,7 @@ def tune(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Optuna search: this process is one worker; run the same command elsewhere to add workers."""
+    _one_process("tune")
     from ..experiments import tune as tune_mod
 
     ctx = tune_mod.prepare(spec, data=data, out=out, overrides=set_, backbones=parse_backbone_map(backbone))

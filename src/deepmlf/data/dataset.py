@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from ..errors import BackboneError, ConfigError
 from .batch import Batch
@@ -95,6 +95,29 @@ def make_collate(tokenizer: Any, max_text_len: int) -> MSACollate:
     return MSACollate(tokenizer, max_text_len)
 
 
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Process `shard` of `num_shards` takes every num_shards-th batch of the full (shuffled) order.
+
+    Every process walks the whole base order, so the shuffle generator advances identically on all
+    of them (exact resume stays per-process state). Each gets len(base) // num_shards batches: the
+    same count everywhere, or DDP would wait forever on a process that has one batch more.
+    """
+
+    def __init__(self, base: BatchSampler, shard: int, num_shards: int) -> None:
+        self.base, self.shard, self.num_shards = base, shard, num_shards
+
+    def __len__(self) -> int:
+        return len(self.base) // self.num_shards
+
+    def __iter__(self):
+        n = len(self)
+        for i, batch in enumerate(self.base):
+            if i // self.num_shards >= n:
+                continue  # keep consuming the base order; the remainder is dropped this epoch
+            if i % self.num_shards == self.shard:
+                yield batch
+
+
 def make_loader(
     split: Split,
     tokenizer: Any,
@@ -106,21 +129,32 @@ def make_loader(
     num_workers: int = 0,
     drop_last: bool = False,
     pin_memory: bool = False,
+    shard: int = 0,
+    num_shards: int = 1,
 ) -> DataLoader:
     """A DataLoader of `Batch`es. With shuffle, the order is a function of `seed` alone: two loaders
-    with the same seed yield the same sequence of epochs (each epoch draws a new permutation)."""
+    with the same seed yield the same sequence of epochs (each epoch draws a new permutation).
+    `num_shards` > 1 gives process `shard` its share of the batches (ShardedBatchSampler)."""
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size}: expected at least 1")
     generator = torch.Generator()
     generator.manual_seed(seed)
+    dataset = MSADataset(split)
+    sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    batches: Sampler = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
+    if num_shards > 1:
+        if len(batches) < num_shards:
+            raise ConfigError(
+                f"split {split.name!r} has {len(batches)} batch(es) of {batch_size}, fewer than the "
+                f"{num_shards} training processes: lower data.batch_size or use fewer processes"
+            )
+        batches = ShardedBatchSampler(batches, shard, num_shards)
     return DataLoader(
-        MSADataset(split),
-        batch_size=batch_size,
-        shuffle=shuffle,
+        dataset,
+        batch_sampler=batches,
         generator=generator,
         collate_fn=make_collate(tokenizer, max_text_len),
         num_workers=num_workers,
-        drop_last=drop_last,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
     )

@@ -12,6 +12,7 @@ and dropout masks the uninterrupted run would have).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -31,6 +32,7 @@ from ..errors import ConfigError, DataError
 from ..io import append_jsonl, read_jsonl, write_text
 from ..metrics import METRIC_DIRECTIONS, key_metric_names
 from .checkpoint import BEST, LAST, load_last, save_best, save_last, set_rng_state
+from .distributed import from_main, is_main_process, mean_over_processes, say, sync_buffers, use_cpu, wait_for_everyone
 from .early_stopping import EarlyStopping
 from .evaluate import collect_predictions, score
 from .optim import current_lr, group_lrs
@@ -92,7 +94,9 @@ def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
         # accelerate keeps one process-wide state; a run with another precision (e.g. a sweep in
         # one process) needs it reset rather than an error.
         AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=grad_accum)
+    # DDP (several processes) needs no find_unused_parameters: every trainable parameter of both
+    # stages is in each step's graph (a λ=0 term still is; frozen parts do not require grad).
+    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=grad_accum, cpu=use_cpu())
 
 
 def _check_key_metric(key: str, dataset: str, option: str) -> str:
@@ -122,18 +126,19 @@ def _clip(accelerator: Accelerator, stage: Stage) -> None:
         accelerator.clip_grad_value_(params, stage.clip_grad)
 
 
-def _train_epoch(stage: Stage, loader: DataLoader, accelerator: Accelerator, *, epoch: int, global_step: int,
-                 progress: bool) -> tuple[dict[str, float], int, bool]:
-    """One pass over the train loader. Returns (mean train losses, global step, hit max_steps)."""
-    model, opt, accum = stage.model, stage.optimizer, stage.grad_accum
+def _train_epoch(stage: Stage, model: nn.Module, loader: DataLoader, accelerator: Accelerator, *, epoch: int,
+                 global_step: int, progress: bool) -> tuple[dict[str, float], int, bool]:
+    """One pass over the train loader with `model` (stage.model, DDP-wrapped when several processes
+    train). Returns (mean train losses, global step, hit max_steps)."""
+    opt, accum = stage.optimizer, stage.grad_accum
     n_batches = _n_batches(loader, stage.limit_batches)
     model.train()
     opt.zero_grad(set_to_none=True)
     sums: dict[str, float] = {}
     n_seen = 0
     hit_max_steps = False
-    bar = tqdm(total=n_batches, desc=f"{stage.name} epoch {epoch}/{stage.max_epochs}", disable=not progress,
-               leave=False, dynamic_ncols=True)
+    bar = tqdm(total=n_batches, desc=f"{stage.name} epoch {epoch}/{stage.max_epochs}",
+               disable=not (progress and is_main_process()), leave=False, dynamic_ncols=True)
     try:
         for i, batch in enumerate(loader):
             if i >= n_batches:
@@ -141,7 +146,12 @@ def _train_epoch(stage: Stage, loader: DataLoader, accelerator: Accelerator, *, 
             batch = batch.to(accelerator.device)
             if batch.labels is None:
                 raise DataError("the train split has no labels (regression_labels); training needs them")
-            with accelerator.autocast():
+            step_ends = (i + 1) % accum == 0 or i + 1 == n_batches
+            # DDP: average gradients across processes only on the micro-batch that ends a step.
+            def sync():
+                return contextlib.nullcontext() if step_ends else accelerator.no_sync(model)
+
+            with sync(), accelerator.autocast():
                 out = model(batch)
             loss = out.loss
             if not torch.isfinite(loss.detach()):
@@ -152,7 +162,8 @@ def _train_epoch(stage: Stage, loader: DataLoader, accelerator: Accelerator, *, 
             # The step uses the mean over its group's batches; the last group of an epoch may be
             # shorter. accelerate's backward divides by its own accumulation count: undo that.
             group_size = min(accum, n_batches - (i // accum) * accum)
-            accelerator.backward(loss * (accelerator.gradient_accumulation_steps / group_size))
+            with sync():
+                accelerator.backward(loss * (accelerator.gradient_accumulation_steps / group_size))
 
             b = len(batch)
             n_seen += b
@@ -160,7 +171,7 @@ def _train_epoch(stage: Stage, loader: DataLoader, accelerator: Accelerator, *, 
             for name, value in out.loss_terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) * b
 
-            if (i + 1) % accum == 0 or i + 1 == n_batches:
+            if step_ends:
                 _clip(accelerator, stage)
                 opt.step()
                 if stage.scheduler is not None:
@@ -199,6 +210,9 @@ def fit(
     direction = _check_key_metric(stage.key_metric, stage.dataset,
                                   "train.key_metric" if stage.name == "stage2" else "stage-1 key metric")
     model = stage.model.to(accelerator.device)
+    # Several processes: DDP wraps the model for training; evaluation and checkpoints use `model`.
+    train_model = accelerator.prepare_model(model) if accelerator.num_processes > 1 else model
+    main = is_main_process()
     stopper = EarlyStopping(mode=direction, patience=stage.early_stop)  # type: ignore[arg-type]
     generator: torch.Generator | None = getattr(train_loader, "generator", None)
     history_path, last_path = out_dir / HISTORY, out_dir / LAST
@@ -218,11 +232,13 @@ def fit(
         stop_reason = state["stop_reason"]
         # Lines written after last.pt (a crash between the two) belong to an epoch that is re-run.
         kept = read_jsonl(history_path)[:history_len] if history_path.exists() else []
-        write_text(history_path, "".join(_json_line(r) for r in kept))
+        wait_for_everyone()  # every process has read the history before the main one trims it
+        if main:
+            write_text(history_path, "".join(_json_line(r) for r in kept))
         set_rng_state(state["rng"], generator)
         if stop_reason is None:
-            tqdm.write(f"{stage.name}: resuming after epoch {epoch} (optimiser step {global_step})")
-    else:
+            say(f"{stage.name}: resuming after epoch {epoch} (optimiser step {global_step})")
+    elif main:
         for stale in (history_path, last_path, out_dir / BEST):
             stale.unlink(missing_ok=True)
 
@@ -230,11 +246,15 @@ def fit(
         epoch += 1
         t0 = time.perf_counter()
         train_losses, global_step, hit_max_steps = _train_epoch(
-            stage, train_loader, accelerator, epoch=epoch, global_step=global_step, progress=progress
+            stage, train_model, train_loader, accelerator, epoch=epoch, global_step=global_step, progress=progress
         )
+        train_losses = mean_over_processes(train_losses)
+        sync_buffers(model)
         preds = collect_predictions(model, valid_loader, device=accelerator.device, autocast=accelerator.autocast,
                                     limit_batches=stage.limit_batches)
-        metrics = score(preds, stage.dataset)
+        # Every process validated the same weights on the same split; the main one's numbers decide
+        # (and are logged), so early stopping can never disagree across processes.
+        metrics = from_main(score(preds, stage.dataset))
         if stage.plateau is not None:
             stage.plateau.step(metrics["Loss"])
         improved = stopper.step(metrics[stage.key_metric], epoch)
@@ -248,9 +268,10 @@ def fit(
             "valid": metrics,
             "improved": improved,
         }
-        append_jsonl(history_path, record)
+        if main:
+            append_jsonl(history_path, record)
         history_len += 1
-        if improved:
+        if improved and main:
             extras = stage.best_extras() if stage.best_extras is not None else None
             save_best(out_dir / BEST, model_state=model.trainable_state_dict(), epoch=epoch, metrics=metrics,
                       extras=extras, **_meta(stage))
@@ -260,12 +281,14 @@ def fit(
             stop_reason = "max_steps"
         elif epoch >= stage.max_epochs:
             stop_reason = "max_epochs"
-        save_last(last_path, stage=stage.name, model_state=model.trainable_state_dict(), optimizer=stage.optimizer,
-                  scheduler=stage.scheduler, plateau=stage.plateau, early_stopping=stopper.state_dict(),
-                  epoch=epoch, global_step=global_step, history_len=history_len, stop_reason=stop_reason,
-                  generator=generator)
+        if main:
+            save_last(last_path, stage=stage.name, model_state=model.trainable_state_dict(), optimizer=stage.optimizer,
+                      scheduler=stage.scheduler, plateau=stage.plateau, early_stopping=stopper.state_dict(),
+                      epoch=epoch, global_step=global_step, history_len=history_len, stop_reason=stop_reason,
+                      generator=generator)
+        wait_for_everyone()  # best.pt / last.pt are on disk before any process reads them
         key = stage.key_metric
-        tqdm.write(
+        say(
             f"{stage.name} epoch {epoch:>3}: train loss {train_losses.get('loss', math.nan):.4f}  "
             f"valid {key} {metrics[key]:.4f}  best {stopper.best:.4f} (epoch {stopper.best_epoch})"
             + ("  *" if improved else "")

@@ -22,7 +22,6 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from rich.console import Console
 from rich.table import Table
-from tqdm.auto import tqdm
 
 from ..config import Config, config_from_dict, load_yaml
 from ..data import load_mmsa, make_loader
@@ -32,6 +31,7 @@ from ..io import write_json, write_text
 from ..metrics import key_metric_names, msa_metrics
 from .checkpoint import BEST, LAST, load_best, load_checkpoint
 from .evaluate import Predictions, collect_predictions
+from .distributed import is_main_process, process_info, say, wait_for_everyone
 from .loop import EpochCallback, FitResult, Stage, fit, make_accelerator
 from .optim import (
     build_optimizer,
@@ -79,7 +79,7 @@ def load_data(cfg: Config, *, require_labels: bool = True) -> MMSAData:
         raise ConfigError("data.path is not set: pass --data PATH or --set data.path=...")
     data = load_mmsa(cfg.data.path, dataset=cfg.data.dataset, require_labels=require_labels)
     for note in getattr(data, "notes", []):
-        tqdm.write(f"data: {note}")
+        say(f"data: {note}")
     for split in ("train", "valid", "test"):
         data[split]  # a missing split raises DataError naming the file
     return data
@@ -87,9 +87,11 @@ def load_data(cfg: Config, *, require_labels: bool = True) -> MMSAData:
 
 def _train_loader(cfg: Config, split: Split, tokenizer: Any, seed: int):
     bs = cfg.data.batch_size
+    shard, num_shards = process_info()  # several DDP processes: each trains on its share of the batches
     # The task head's BatchNorm cannot train on a one-sample batch: drop such a trailing batch.
     return make_loader(split, tokenizer, max_text_len=cfg.data.max_text_len, batch_size=bs, shuffle=True,
-                       seed=seed, num_workers=cfg.data.num_workers, drop_last=len(split) % bs == 1)
+                       seed=seed, num_workers=cfg.data.num_workers, drop_last=len(split) % bs == 1,
+                       shard=shard, num_shards=num_shards)
 
 
 def _eval_loader(cfg: Config, split: Split, tokenizer: Any):
@@ -135,7 +137,7 @@ def _seed_dir(run_dir: Path, seed: int) -> Path:
 
 def _print_counts(what: str, counts: dict) -> None:
     t, n = counts["trainable"], counts["total"]
-    tqdm.write(f"{what}: {t:,} trainable / {n:,} total parameters ({100 * t / max(1, n):.2f}% trainable)")
+    say(f"{what}: {t:,} trainable / {n:,} total parameters ({100 * t / max(1, n):.2f}% trainable)")
 
 
 def _check_run_dir(cfg: Config, run_dir: Path) -> None:
@@ -184,7 +186,7 @@ def run_stage1(cfg: Config, data: MMSAData, seed: int, stage_dir: Path, *, accel
                 f"{best} was pre-trained with other settings ({', '.join(diff[:6])}); "
                 "choose another --out or remove that stage1 folder"
             )
-        tqdm.write(f"seed {seed}: reusing the pre-trained AV encoder {best}")
+        say(f"seed {seed}: reusing the pre-trained AV encoder {best}")
         return best
 
     train, valid = data["train"], data["valid"]
@@ -282,7 +284,7 @@ def train_seed(cfg: Config, data: MMSAData, seed: int, run_dir: Path, *, resume:
     """Both stages for one seed, then test; returns the test metrics (MMSA names). Skips a DONE seed."""
     seed_dir = _seed_dir(run_dir, seed)
     if (seed_dir / DONE).exists():
-        tqdm.write(f"seed {seed}: already done ({seed_dir / DONE}), skipped")
+        say(f"seed {seed}: already done ({seed_dir / DONE}), skipped")
         return json.loads((seed_dir / "test_metrics.json").read_text())
     seed_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -298,15 +300,17 @@ def train_seed(cfg: Config, data: MMSAData, seed: int, run_dir: Path, *, resume:
 
     preds = _test_outputs(model, cfg, data, tokenizer, accelerator)
     metrics = {k: float(v) for k, v in msa_metrics(preds.prediction, preds.labels, cfg.data.dataset).items()}
-    write_json(seed_dir / "test_metrics.json", metrics)
-    write_text(seed_dir / "predictions_test.csv", preds.to_frame().to_csv(index=False))
-    write_json(seed_dir / "gates.json", model.gate_values())
-    write_json(seed_dir / DONE, {
-        "best_epoch": result.best_epoch, "epochs": result.epochs, "global_step": result.global_step,
-        "stop_reason": result.stop_reason, "time_s": round(time.perf_counter() - t0, 1),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    })
-    tqdm.write(f"seed {seed} test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if is_main_process():
+        write_json(seed_dir / "test_metrics.json", metrics)
+        write_text(seed_dir / "predictions_test.csv", preds.to_frame().to_csv(index=False))
+        write_json(seed_dir / "gates.json", model.gate_values())
+        write_json(seed_dir / DONE, {
+            "best_epoch": result.best_epoch, "epochs": result.epochs, "global_step": result.global_step,
+            "stop_reason": result.stop_reason, "time_s": round(time.perf_counter() - t0, 1),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "processes": process_info()[1],
+        })
+    wait_for_everyone()
+    say(f"seed {seed} test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return metrics
 
 
@@ -376,16 +380,21 @@ def train_run(cfg: Config, run_dir: str | Path, *, resume: bool = False, progres
     run_dir = Path(run_dir)
     _check_run_dir(cfg, run_dir)
     data = load_data(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_config(cfg, run_dir)
+    main = is_main_process()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(cfg, run_dir)
+    wait_for_everyone()
     callbacks = list(callbacks)
     for seed in cfg.train.seeds:
         train_seed(cfg, data, seed, run_dir, resume=resume, progress=progress, callbacks=callbacks)
-        write_results(aggregate(run_dir, cfg.data.dataset))  # partial results survive an interrupted run
+        if main:
+            write_results(aggregate(run_dir, cfg.data.dataset))  # partial results survive an interrupted run
     result = aggregate(run_dir, cfg.data.dataset)
-    write_results(result)
-    if progress:
-        console.print(results_table(result))
+    if main:
+        write_results(result)
+        if progress:
+            console.print(results_table(result))
     return result
 
 
@@ -394,8 +403,10 @@ def pretrain_av(cfg: Config, run_dir: str | Path, *, resume: bool = False, progr
     run_dir = Path(run_dir)
     _check_run_dir(cfg, run_dir)
     data = load_data(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_config(cfg, run_dir)
+    if is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(cfg, run_dir)
+    wait_for_everyone()
     out = {}
     for seed in cfg.train.seeds:
         accelerator = make_accelerator(cfg.train.mixed_precision, cfg.pretrain.grad_accum)
