@@ -325,3 +325,38 @@ def test_bf16_backbone_keeps_trainable_parts_float32(new_backbone):
     assert out.y_o.dtype == torch.float32 and torch.isfinite(out.loss)
     out.loss.backward()
     assert model.lm.fusion_tokens.grad is not None and torch.isfinite(model.lm.fusion_tokens.grad).all()
+
+
+@pytest.mark.parametrize("model_kw", [{}, {"mm_layers": [0, 3]}, {"gca_query": "text+fusion", "mm_layers": [2]}])
+def test_prefix_split_equals_one_pass_in_outputs_and_gradients(new_backbone, model_kw):
+    # Training runs the layers before the first MM block as text (no_grad, KV cache) then fusion
+    # tokens; that must be the very computation of one pass over T+K tokens.
+    results = []
+    for split in (True, False):
+        model = _build(new_backbone, **model_kw).train()
+        model.lm.split_prefix = split
+        torch.manual_seed(1)  # same dropout masks in the MM blocks
+        out = model(make_batch(B=4, T=7))
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        results.append((out, grads))
+    (a, ga), (b, gb) = results
+    for name in ("y_o", "y_t", "y_av", "y_f", "lm_logits"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=1e-5, rtol=1e-4)
+    assert ga.keys() == gb.keys() and "lm.fusion_tokens" in ga
+    for name in ga:
+        torch.testing.assert_close(ga[name], gb[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_prefix_layers_are_skipped_when_replaying(new_backbone):
+    # The frozen prefix runs once per batch for text and once for the fusion tokens, never a third time.
+    model = _build(new_backbone, mm_layers=[2, 3]).train()
+    calls = []
+    first_layer = model.lm.backbone.layers[0].layer
+    first_layer.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[1]))
+    model(make_batch(B=4, T=7))
+    assert calls == [7, 3]  # T text tokens, then K = 3 fusion tokens
+    calls.clear()
+    with torch.no_grad():
+        model.eval()(make_batch(B=4, T=7))
+    assert calls == [10]  # evaluation: one pass over T+K

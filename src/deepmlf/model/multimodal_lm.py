@@ -8,11 +8,19 @@ kernels, but without its pitfalls:
     always clears it, so no conditioning state outlives a forward pass;
   * newer HF layers return a tensor, older ones a tuple: the wrapper accepts both.
 
+Training runs the frozen layers before the first MM block in two parts (`_prefix_split`): the
+text tokens under no_grad, filling a KV cache, then the K fusion tokens with gradients, reading
+that cache. Text tokens never attend to the fusion tokens behind them (causal mask), so this is
+the same computation as one pass over T+K tokens, but autograd keeps the prefix graph for K
+tokens instead of T+K (measured bound: 37-47% less time per step; benchmarks/RESULTS.md).
+Evaluation (no gradients) keeps the single pass.
+
 Shapes: B batch, T text tokens, K fusion tokens, S AV steps, D LM width, D_av AV width.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +28,7 @@ from typing import Iterator
 
 import torch
 from torch import Tensor, nn
+from transformers import DynamicCache
 
 from ..backbones.adapter import Backbone
 from ..errors import BackboneError
@@ -51,28 +60,89 @@ class AVMemory:
         return self._held
 
 
+class _PrefixDone(Exception):
+    """Raised by the first MM layer to end a prefix pass; carries that layer's output (pre-MM)."""
+
+    def __init__(self, hidden: Tensor) -> None:
+        super().__init__()
+        self.hidden = hidden
+
+
+class PrefixControl:
+    """How the layers up to the first MM block behave in the current pass. Not a Module.
+
+    normal: compute. stop: the first MM layer computes its decoder layer, then ends the pass
+    (raises _PrefixDone). replay: every layer before it passes its input through untouched and
+    the first MM layer takes `held` as its decoder layer's output, so the pass starts there.
+    """
+
+    def __init__(self) -> None:
+        self.mode: str = "normal"
+        self.held: Tensor | None = None
+
+    @contextmanager
+    def set(self, mode: str, held: Tensor | None = None) -> Iterator[None]:
+        self.mode, self.held = mode, held
+        try:
+            yield
+        finally:
+            self.mode, self.held = "normal", None
+
+
+def _like_layer_output(h: Tensor, returns_tuple: bool):
+    # Newer HF layers return a tensor, older ones a tuple whose first item is the hidden state.
+    return (h,) if returns_tuple else h
+
+
+class FrozenPrefixLayer(nn.Module):
+    """A frozen decoder layer before the first MM block: skipped (identity) when the pass replays."""
+
+    def __init__(self, *, layer: nn.Module, control: PrefixControl) -> None:
+        super().__init__()
+        self.layer = layer
+        self.control = control
+        self.returns_tuple = False
+
+    def forward(self, hidden_states: Tensor, *args, **kwargs):
+        if self.control.mode == "replay":
+            return _like_layer_output(hidden_states, self.returns_tuple)
+        out = self.layer(hidden_states, *args, **kwargs)
+        self.returns_tuple = isinstance(out, tuple)
+        return out
+
+
 class DecoderLayerWithMM(nn.Module):
     """A frozen decoder layer followed by its MM block."""
 
-    def __init__(self, *, layer: nn.Module, mm_block: MMBlock, memory: AVMemory) -> None:
+    def __init__(self, *, layer: nn.Module, mm_block: MMBlock, memory: AVMemory,
+                 control: PrefixControl | None = None) -> None:
         super().__init__()
         self.layer = layer
         self.mm_block = mm_block
         self.memory = memory
+        self.control = control  # set on the first MM layer only
+        self.returns_tuple = False
 
     def forward(self, hidden_states: Tensor, *args, **kwargs):
-        out = self.layer(hidden_states, *args, **kwargs)
-        h = out[0] if isinstance(out, tuple) else out  # (B, T+K, D), backbone dtype
+        mode = self.control.mode if self.control is not None else "normal"
+        if mode == "replay":
+            h, returns_tuple, rest = self.control.held, self.returns_tuple, ()
+        else:
+            out = self.layer(hidden_states, *args, **kwargs)
+            self.returns_tuple = returns_tuple = isinstance(out, tuple)
+            h, rest = (out[0], out[1:]) if returns_tuple else (out, ())  # h: (B, T+K, D), backbone dtype
+            if mode == "stop":
+                raise _PrefixDone(h)
         z, z_mask, n_text = self.memory.get()
         # The trainable block runs in float32 even over a bf16 backbone; the residual stream
         # goes back to the backbone's dtype.
         h_new = self.mm_block(h.float(), z, z_mask, n_text=n_text).to(h.dtype)
-        return (h_new, *out[1:]) if isinstance(out, tuple) else h_new
+        return (h_new, *rest) if returns_tuple else h_new
 
 
 def ensure_unwrapped(backbone: Backbone) -> None:
     """A backbone carries one set of MM blocks: building a second model on it is an error."""
-    if any(isinstance(layer, DecoderLayerWithMM) for layer in backbone.layers):
+    if any(isinstance(layer, (DecoderLayerWithMM, FrozenPrefixLayer)) for layer in backbone.layers):
         raise BackboneError(f"backbone {backbone.name!r} is already wrapped; load a fresh copy for a new model")
 
 
@@ -104,9 +174,15 @@ class MultimodalLM(nn.Module):
         # what train() keeps in eval mode. Modules, not tensors: `.to(device)` keeps modules.
         self._frozen_modules = tuple(backbone.model.modules())
         self.memory = AVMemory()
-        for i, block in sorted(mm_blocks.items()):
-            layers[i] = DecoderLayerWithMM(layer=layers[i], mm_block=block, memory=self.memory)
+        self.prefix = PrefixControl()
+        self.split_prefix = True  # False: one pass over T+K tokens in training too (reference path)
         self.mm_layers = sorted(mm_blocks)
+        first = self.mm_layers[0]
+        for i, block in sorted(mm_blocks.items()):
+            layers[i] = DecoderLayerWithMM(layer=layers[i], mm_block=block, memory=self.memory,
+                                           control=self.prefix if i == first else None)
+        for i in range(first):
+            layers[i] = FrozenPrefixLayer(layer=layers[i], control=self.prefix)
         D = backbone.hidden_size
         self.fusion_tokens = nn.Parameter(torch.randn(n_fusion, D) * 0.02)  # N(0, 0.02), float32
         self.augment = augment
@@ -146,16 +222,41 @@ class MultimodalLM(nn.Module):
         x_t = self.backbone.embed_tokens(input_ids)  # (B, T, D), frozen
         x_t = self.augment(x_t, text_mask)  # training only
         x_f = self.fusion_tokens.to(x_t.dtype).expand(B, -1, -1)  # (B, K, D)
-        h0 = torch.cat([x_t, x_f], dim=1)  # (B, T+K, D), eq. 7
         full_mask = torch.cat([attention_mask.long(), attention_mask.new_ones(B, self.n_fusion).long()], dim=1)
         # Fusion tokens take positions T..T+K-1 after the padded text (authors' layout).
         position_ids = torch.arange(T + self.n_fusion, device=input_ids.device)[None, :].expand(B, -1)
-        with self.memory.hold(z.float(), z_mask, n_text=T):
+        if self.split_prefix and torch.is_grad_enabled() and self.fusion_tokens.requires_grad:
+            h0 = torch.zeros_like(torch.cat([x_t, x_f.detach()], dim=1))  # ignored: the pass replays from layer m
+            held = self._prefix_split(x_t, x_f, attention_mask.long(), full_mask, position_ids)
+            replay = self.prefix.set("replay", held)
+        else:
+            h0, replay = torch.cat([x_t, x_f], dim=1), contextlib.nullcontext()  # (B, T+K, D), eq. 7
+        with self.memory.hold(z.float(), z_mask, n_text=T), replay:
             hidden = self.backbone_model.base_model(
                 inputs_embeds=h0, attention_mask=full_mask, position_ids=position_ids, use_cache=False
             ).last_hidden_state  # (B, T+K, D), after the final norm
         hidden = hidden.float()
         return MultimodalLMOutput(text_hidden=hidden[:, :T], fusion_hidden=hidden[:, T:])
+
+    def _prefix_split(self, x_t: Tensor, x_f: Tensor, text_mask: Tensor, full_mask: Tensor,
+                      position_ids: Tensor) -> Tensor:
+        """Output (B, T+K, D) of the decoder layer under the first MM block, computed as text
+        (no_grad, filling a KV cache) then fusion tokens (with gradients, reading the cache)."""
+        T = x_t.shape[1]
+        cache = DynamicCache(config=self.backbone_model.config)
+        with torch.no_grad():
+            h_t = self._run_prefix(x_t, text_mask, position_ids[:, :T], cache)  # (B, T, D)
+        h_f = self._run_prefix(x_f, full_mask, position_ids[:, T:], cache)  # (B, K, D)
+        return torch.cat([h_t, h_f], dim=1)
+
+    def _run_prefix(self, x: Tensor, mask: Tensor, position_ids: Tensor, cache: DynamicCache) -> Tensor:
+        try:
+            with self.prefix.set("stop"):
+                self.backbone_model.base_model(inputs_embeds=x, attention_mask=mask, position_ids=position_ids,
+                                               past_key_values=cache, use_cache=True)
+        except _PrefixDone as done:
+            return done.hidden
+        raise RuntimeError("the prefix pass did not reach the first MM layer")  # pragma: no cover
 
     def lm_logits(self, text_hidden: Tensor) -> Tensor:
         """Next-token logits on the text positions only (B, T, D) -> (B, T, V) float32."""
