@@ -39,6 +39,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--one-pass", action="store_true",
+                    help="run the frozen prefix as one pass over T+K tokens (the reference path) instead of "
+                         "text under no_grad + fusion tokens (MultimodalLM.split_prefix)")
     ap.add_argument("--random-backbone", choices=sorted(RANDOM_BACKBONES), default=None,
                     help="a randomly initialised LM of this shape instead of model.backbone (no weights needed)")
     args = ap.parse_args()
@@ -58,6 +61,7 @@ def main() -> None:
     (la, da), (lv, dv) = FEATURES[cfg.data.dataset]
     model = build_model(cfg, audio_dim=da, vision_dim=dv, backbone=backbone).to(args.device)
     model.train()
+    model.lm.split_prefix = not args.one_pass
     opt = build_optimizer(model, cfg.train, av_module=model.av_encoder)
     clip = grad_clip_parameters(opt, exclude_groups=("av", "av_no_decay"))
     mp = resolve_mixed_precision(cfg.train.mixed_precision) if args.device != "cpu" else "no"
@@ -86,7 +90,7 @@ def main() -> None:
     med = statistics.median(times)
     print(f"backbone {args.random_backbone + ' (random init)' if args.random_backbone else cfg.model.backbone} ({backbone.n_layers} layers, D={backbone.hidden_size}), "
           f"MM blocks after {cfg.model.mm_layers}, n_f={cfg.model.n_fusion}, ffw={cfg.model.ffw}, "
-          f"lambda_lm={cfg.loss.lambda_lm}")
+          f"lambda_lm={cfg.loss.lambda_lm}, prefix {'one pass' if args.one_pass else 'split'}")
     print(f"parameters: {counts['trainable']:,} trainable / {counts['total']:,} total; backbone load {load_s:.1f} s")
     print(f"device {args.device} (threads {torch.get_num_threads()}), mixed precision {mp}, batch {args.batch_size}, "
           f"text {args.text_len} + {cfg.model.n_fusion} fusion tokens, AV {la}/{lv} frames "

@@ -12,8 +12,10 @@ Training runs the frozen layers before the first MM block in two parts (`_prefix
 text tokens under no_grad, filling a KV cache, then the K fusion tokens with gradients, reading
 that cache. Text tokens never attend to the fusion tokens behind them (causal mask), so this is
 the same computation as one pass over T+K tokens, but autograd keeps the prefix graph for K
-tokens instead of T+K (measured bound: 37-47% less time per step; benchmarks/RESULTS.md).
-Evaluation (no gradients) keeps the single pass.
+tokens instead of T+K (20-33% less time per optimiser step on SmolLM2-135M with MM blocks
+after layers 25-29, fp32 on CPU; benchmarks/RESULTS.md). Evaluation (no gradients) keeps the single pass.
+Layers before the first MM block are wrapped as `FrozenPrefixLayer`s so the final pass can
+skip them and start from the cached output (`PrefixControl`'s "replay").
 
 Shapes: B batch, T text tokens, K fusion tokens, S AV steps, D LM width, D_av AV width.
 """
@@ -243,7 +245,10 @@ class MultimodalLM(nn.Module):
         """Output (B, T+K, D) of the decoder layer under the first MM block, computed as text
         (no_grad, filling a KV cache) then fusion tokens (with gradients, reading the cache)."""
         T = x_t.shape[1]
-        cache = DynamicCache(config=self.backbone_model.config)
+        try:
+            cache = DynamicCache(config=self.backbone_model.config)
+        except TypeError:  # transformers < 4.56 builds its layers lazily, without a config
+            cache = DynamicCache()
         with torch.no_grad():
             h_t = self._run_prefix(x_t, text_mask, position_ids[:, :T], cache)  # (B, T, D)
         h_f = self._run_prefix(x_f, full_mask, position_ids[:, T:], cache)  # (B, K, D)
