@@ -232,10 +232,10 @@ def plot_gates(gates: Sequence[dict[str, float]], path: Path, *, title: str, gat
     lab1 = f"g1 = {fn}(a1), cross-attention" if fn else "g1, cross-attention"
     lab2 = f"g2 = {fn}(a2), FFW" if fn else "g2, FFW"
     b1 = ax.bar(x - w / 2, a, w, label=lab1)
-    ax.bar_label(b1, fmt="%.2f", fontsize=8)
+    ax.bar_label(b1, fmt="%.3f", fontsize=8)
     if not all(np.isnan(f)):
         b2 = ax.bar(x + w / 2, f, w, label=lab2)
-        ax.bar_label(b2, fmt="%.2f", fontsize=8)
+        ax.bar_label(b2, fmt="%.3f", fontsize=8)
     init = {"sigmoid": 0.5, "tanh": 0.0}.get(gate_kind)
     if init is not None:
         ax.axhline(init, color="grey", ls=":", label=f"value at init ({init:g})")
