@@ -58,6 +58,7 @@ def test_yaml_words_off_and_no_stay_words(tmp_path):
         ("model.mm_layers=[-1]", r"model\.mm_layers.*0-based"),
         ("model.n_fusoin=8", r"model\.n_fusoin: Extra inputs are not permitted"),
         ("model.av_encoder.d_av=32", r"d_av=32 must be divisible by av_encoder\.n_heads=6"),
+        ("train.seeds=[]", r"train\.seeds: List should have at least 1 item"),
         ("model.augment.kind=mixup", r"model\.augment\.kind: Input should be 'seqaug', 'dropout', 'noise' or 'none'"),
     ],
 )

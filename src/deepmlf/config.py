@@ -140,7 +140,7 @@ class TrainConfig(_Strict):
     clip_grad: float | None = Field(5.0, gt=0)  # clip threshold on non-AV parameters; None disables
     clip_mode: Literal["value", "norm"] = "value"  # authors clip by value (5.0) and leave the AV encoder alone
     key_metric: str = "MAE"  # validation metric for model selection: an MMSA metric name or "Loss"
-    seeds: list[int] = Field(default_factory=lambda: [1111])
+    seeds: list[int] = Field(default_factory=lambda: [1111], min_length=1)
     mixed_precision: Literal["no", "bf16", "auto"] = "auto"  # auto: bf16 on a GPU that supports it
     max_steps: int | None = Field(None, ge=1)  # optimiser-step cap (smoke runs); None = epochs decide
     limit_batches: int | None = Field(None, ge=1)  # cap mini-batches per epoch and split (smoke runs)

@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..io import atomic_path
-from . import rundir
+from .. import rundir
 from .results import ResultsTable, format_key_value, is_percentage, metric_direction
 
 DPI = 110

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..io import write_text
 from ..metrics import METRIC_DIRECTIONS
-from . import rundir
+from .. import rundir
 
 DATASETS = ("mosi", "mosei", "sims")
 IGNORED_DIFF_KEYS = {"train.seeds"}  # a run may have more seeds than another; that is not an axis

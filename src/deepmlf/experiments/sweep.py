@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..config import Config
 from ..errors import ConfigError
-from . import rundir
+from .. import rundir
 from .results import ResultsTable, collect, write_results
 from .spec import Cell, SweepSpec, axis_keys, build_config, expand_cells, load_sweep_spec
 

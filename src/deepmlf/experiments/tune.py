@@ -25,7 +25,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..config import Config
 from ..errors import ConfigError, DataError
-from . import rundir
+from .. import rundir
 from .results import metric_direction
 from .spec import ExperimentSpec, _Strict, _value_token, build_config, load_spec
 

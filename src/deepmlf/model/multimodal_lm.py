@@ -228,7 +228,7 @@ class MultimodalLM(nn.Module):
         # Fusion tokens take positions T..T+K-1 after the padded text (authors' layout).
         position_ids = torch.arange(T + self.n_fusion, device=input_ids.device)[None, :].expand(B, -1)
         if self.split_prefix and torch.is_grad_enabled() and self.fusion_tokens.requires_grad:
-            h0 = torch.zeros_like(torch.cat([x_t, x_f.detach()], dim=1))  # ignored: the pass replays from layer m
+            h0 = x_t.new_zeros(B, T + self.n_fusion, x_t.shape[-1])  # ignored: the pass replays from layer m
             held = self._prefix_split(x_t, x_f, attention_mask.long(), full_mask, position_ids)
             replay = self.prefix.set("replay", held)
         else:

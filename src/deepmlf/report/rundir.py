@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import RunDirError
-from ..experiments.rundir import read_config_tree, read_gates, read_json, read_metrics
+from ..rundir import read_config_tree, read_gates, read_json, read_metrics, seed_dirs
 from ..io import read_jsonl
 
 COMPARISON_FILE = "comparison.json"
@@ -110,14 +110,6 @@ def _read_config(run_dir: Path) -> dict[str, Any] | None:
         return None  # a report still draws without the config section
 
 
-def _seed_dirs(run_dir: Path) -> list[Path]:
-    def seed_of(p: Path) -> tuple[int, str]:
-        tail = p.name.removeprefix("seed-")
-        return (int(tail), "") if tail.isdigit() else (math.inf, tail)  # type: ignore[return-value]
-
-    return sorted((p for p in run_dir.glob("seed-*") if p.is_dir()), key=seed_of)
-
-
 def _results_rows(run_dir: Path) -> list[tuple[str, dict[str, float]]] | None:
     """results.csv: one row per seed + mean + std (the first column names the row)."""
     path = run_dir / "results.csv"
@@ -151,7 +143,7 @@ def _is_number(v: Any) -> bool:
 
 def load_train_run(run_dir: Path, seed: int | None = None) -> RunSummary:
     """A `deepmlf train` run dir. Plots show one seed (the first finished one unless `seed`)."""
-    seeds = [p for p in _seed_dirs(run_dir) if (p / "test_metrics.json").is_file()]
+    seeds = [p for p in seed_dirs(run_dir).values() if (p / "test_metrics.json").is_file()]
     if seed is not None:
         seeds = [p for p in seeds if p.name == f"seed-{seed}"]
         if not seeds:
@@ -167,7 +159,7 @@ def load_train_run(run_dir: Path, seed: int | None = None) -> RunSummary:
     chosen = seeds[0]
     model = read_model_dir(chosen, "DeepMLF", note=f"backbone {backbone}, {chosen.name}")
     rows = _results_rows(run_dir)
-    n_seeds = len(_seed_dirs(run_dir))
+    n_seeds = len(seed_dirs(run_dir))
     intro = (
         f"Run dir `{run_dir}`: DeepMLF on **{dataset}** with backbone `{backbone}`. "
         f"The metrics table lists every seed ({n_seeds}); plots show **{chosen.name}**."

@@ -126,6 +126,11 @@ def _clip(accelerator: Accelerator, stage: Stage) -> None:
         accelerator.clip_grad_value_(params, stage.clip_grad)
 
 
+def _grad_sync(accelerator: Accelerator, model: nn.Module, step_ends: bool) -> contextlib.AbstractContextManager:
+    """DDP averages gradients across processes only on the micro-batch that ends a step."""
+    return contextlib.nullcontext() if step_ends else accelerator.no_sync(model)
+
+
 def _train_epoch(stage: Stage, model: nn.Module, loader: DataLoader, accelerator: Accelerator, *, epoch: int,
                  global_step: int, progress: bool) -> tuple[dict[str, float], int, bool]:
     """One pass over the train loader with `model` (stage.model, DDP-wrapped when several processes
@@ -147,11 +152,7 @@ def _train_epoch(stage: Stage, model: nn.Module, loader: DataLoader, accelerator
             if batch.labels is None:
                 raise DataError("the train split has no labels (regression_labels); training needs them")
             step_ends = (i + 1) % accum == 0 or i + 1 == n_batches
-            # DDP: average gradients across processes only on the micro-batch that ends a step.
-            def sync():
-                return contextlib.nullcontext() if step_ends else accelerator.no_sync(model)
-
-            with sync(), accelerator.autocast():
+            with _grad_sync(accelerator, model, step_ends), accelerator.autocast():
                 out = model(batch)
             loss = out.loss
             if not torch.isfinite(loss.detach()):
@@ -162,7 +163,7 @@ def _train_epoch(stage: Stage, model: nn.Module, loader: DataLoader, accelerator
             # The step uses the mean over its group's batches; the last group of an epoch may be
             # shorter. accelerate's backward divides by its own accumulation count: undo that.
             group_size = min(accum, n_batches - (i // accum) * accum)
-            with sync():
+            with _grad_sync(accelerator, model, step_ends):
                 accelerator.backward(loss * (accelerator.gradient_accumulation_steps / group_size))
 
             b = len(batch)

@@ -29,6 +29,7 @@ from ..data.mmsa import MMSAData, Split
 from ..errors import CheckpointError, ConfigError, DataError
 from ..io import write_json, write_text
 from ..metrics import key_metric_names, msa_metrics
+from ..rundir import seed_test_metrics
 from .checkpoint import BEST, LAST, load_best, load_checkpoint
 from .evaluate import Predictions, collect_predictions
 from .distributed import is_main_process, process_info, say, wait_for_everyone
@@ -320,12 +321,7 @@ def train_seed(cfg: Config, data: MMSAData, seed: int, run_dir: Path, *, resume:
 def aggregate(run_dir: Path, dataset: str) -> RunResult:
     """Test metrics of every finished seed in `run_dir`, with mean and population std."""
     names = list(key_metric_names(dataset))
-    per_seed: dict[int, dict[str, float]] = {}
-    for p in sorted(run_dir.glob("seed-*")):
-        tail = p.name.removeprefix("seed-")
-        if (p / DONE).exists() and tail.lstrip("-").isdigit():
-            per_seed[int(tail)] = json.loads((p / "test_metrics.json").read_text())
-    per_seed = dict(sorted(per_seed.items()))
+    per_seed = seed_test_metrics(run_dir)  # seeds with DONE, in seed order
     result = RunResult(run_dir=run_dir, dataset=dataset, metric_names=names, per_seed=per_seed)
     if per_seed:
         table = np.array([[m[k] for k in names] for m in per_seed.values()], dtype=float)  # (n_seeds, n_metrics)
@@ -386,15 +382,13 @@ def train_run(cfg: Config, run_dir: str | Path, *, resume: bool = False, progres
         _write_config(cfg, run_dir)
     wait_for_everyone()
     callbacks = list(callbacks)
-    for seed in cfg.train.seeds:
+    for seed in cfg.train.seeds:  # at least one (TrainConfig.seeds)
         train_seed(cfg, data, seed, run_dir, resume=resume, progress=progress, callbacks=callbacks)
+        result = aggregate(run_dir, cfg.data.dataset)
         if main:
-            write_results(aggregate(run_dir, cfg.data.dataset))  # partial results survive an interrupted run
-    result = aggregate(run_dir, cfg.data.dataset)
-    if main:
-        write_results(result)
-        if progress:
-            console.print(results_table(result))
+            write_results(result)  # after every seed: partial results survive an interrupted run
+    if main and progress:
+        console.print(results_table(result))
     return result
 
 

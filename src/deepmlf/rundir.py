@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import yaml
 
-from ..config import load_yaml
-from ..errors import RunDirError
-from ..io import read_jsonl
+from .config import load_yaml
+from .errors import RunDirError
+from .io import read_jsonl
 
 SeedState = Literal["done", "partial", "todo"]
 _SEED_DIR = re.compile(r"^seed-(-?\d+)$")
