@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,30 @@ def toy_pickle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_config(data_path: Path | None, *extra: str) -> Config:
     overrides = list(TINY_OVERRIDES) + ([f"data.path={data_path}"] if data_path else []) + list(extra)
     return load_config(overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, toy_pickle):
+    """One seed, stage 1 (1 epoch) + stage 2 (2 epochs) on the toy pickle. Read-only for its users
+    (test_run.py, test_golden_msa.py)."""
+    from deepmlf.train import train_run
+
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = tiny_config(toy_pickle, "pretrain.max_epochs=1")
+    with one_thread():  # session fixtures run before the autouse one-thread fixture
+        result = train_run(cfg, run_dir, progress=False)
+    return cfg, run_dir, result
+
+
+@contextmanager
+def one_thread():
+    """One torch thread: faster on tiny models, and the thread count changes float sums (golden values)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- a fake model for the loop

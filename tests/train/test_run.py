@@ -22,15 +22,6 @@ from .conftest import tiny_config
 FAST = ["train.max_epochs=1", "train.limit_batches=2", "model.av_encoder.init=random_tune"]
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, toy_pickle):
-    """One seed, stage 1 (1 epoch) + stage 2 (2 epochs)."""
-    run_dir = tmp_path_factory.mktemp("run")
-    cfg = tiny_config(toy_pickle, "pretrain.max_epochs=1")
-    result = train_run(cfg, run_dir, progress=False)
-    return cfg, run_dir, result
-
-
 def test_run_directory_layout(trained_run):
     cfg, run_dir, result = trained_run
     seed = run_dir / "seed-1"
