@@ -12,7 +12,6 @@ from PIL import Image
 
 from deepmlf.report import RunDirError, write_report
 from deepmlf.report.page import format_metric
-from deepmlf.report.plots import sentiment_classes
 
 METRICS_A = {
     "Has0_acc_2": 0.8125, "Has0_F1_score": 0.8101, "Non0_acc_2": 0.8333, "Non0_F1_score": 0.8321,
@@ -188,14 +187,6 @@ def test_missing_and_malformed_run_dirs_name_the_file(tmp_path: Path) -> None:
     (bad / "predictions_test.csv").write_text("id,label\nx,1.0\n")
     with pytest.raises(RunDirError, match="predictions_test.csv: missing column.*y_o"):
         write_report(tmp_path / "bad")
-
-
-def test_sentiment_classes_match_mmsa_binning() -> None:
-    idx, names = sentiment_classes(np.array([-3.4, -2.5, -0.5, 0.5, 1.5, 2.6, 9.0]), "mosi")
-    # numpy rounds half to even, as MMSA's Mult_acc_7 does.
-    assert [names[i] for i in idx] == ["-3", "-2", "0", "0", "2", "3", "3"]
-    idx, _ = sentiment_classes(np.array([-1.0, -0.7, -0.69, -0.1, 0.0, 0.1, 0.11, 0.7, 0.71, 1.0]), "sims")
-    assert idx.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
 
 
 def test_format_metric_uses_percent_for_accuracies_only() -> None:

@@ -91,6 +91,7 @@ class AugmentConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    arch: str = "deepmlf"  # which model (deepmlf.model.registry); the fields below are DeepMLF's
     backbone: str = "smollm2-135m"  # built-in name, local directory or HF-cache id (never downloaded)
     mm_layers: list[int] = Field(default_factory=lambda: [25, 26, 27, 28, 29])  # 0-based: MM block after these layers
     n_fusion: int = Field(12, ge=1)  # n_f learnable fusion tokens (Fig. 3)

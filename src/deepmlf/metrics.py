@@ -40,7 +40,10 @@ from sklearn.metrics import f1_score
 
 from .errors import ConfigError
 
-DATASETS = ("mosi", "mosei", "sims")
+# Which of MMSA's two metric sets scores each dataset: the one place a new MSA corpus is added
+# (its label range, report bins and table columns all follow from this entry).
+METRIC_SET: dict[str, str] = {"mosi": "mosi", "mosei": "mosi", "sims": "sims"}
+DATASETS = tuple(METRIC_SET)
 
 MOSI_KEYS = ("Has0_acc_2", "Has0_F1_score", "Non0_acc_2", "Non0_F1_score", "Mult_acc_5", "Mult_acc_7", "MAE", "Corr")
 SIMS_KEYS = ("Mult_acc_2", "Mult_acc_3", "Mult_acc_5", "F1_score", "MAE", "Corr")
@@ -60,7 +63,12 @@ _NAN_CLASS = -1  # class given to a NaN prediction: equal to no label class
 
 def key_metric_names(dataset: str) -> tuple[str, ...]:
     """The metric keys `msa_metrics` returns for `dataset`, in MMSA's order."""
-    return SIMS_KEYS if _dataset(dataset) == "sims" else MOSI_KEYS
+    return SIMS_KEYS if metric_set(dataset) == "sims" else MOSI_KEYS
+
+
+def metric_set(dataset: str) -> str:
+    """"mosi" (MOSI/MOSEI metrics, labels in [-3, 3]) or "sims" (labels in [-1, 1]) for `dataset`."""
+    return METRIC_SET[_dataset(dataset)]
 
 
 def msa_metrics(preds: Any, labels: Any, dataset: str) -> dict[str, float]:
@@ -71,7 +79,7 @@ def msa_metrics(preds: Any, labels: Any, dataset: str) -> dict[str, float]:
     Accuracies and F1 are fractions in [0, 1], as in MMSA. Raises ValueError (ConfigError for an
     unknown dataset) when the sizes differ, there are no samples, or a label is NaN.
     """
-    name = _dataset(dataset)
+    family = metric_set(dataset)
     y_pred = _as_flat_float(preds, "preds")
     y_true = _as_flat_float(labels, "labels")
     if y_pred.shape != y_true.shape:
@@ -82,7 +90,7 @@ def msa_metrics(preds: Any, labels: Any, dataset: str) -> dict[str, float]:
         raise ValueError("no samples: preds and labels are empty")
     if np.isnan(y_true).any():
         raise ValueError(f"labels hold {int(np.isnan(y_true).sum())} NaN values; expected finite sentiment scores")
-    if name == "sims":
+    if family == "sims":
         return _sims(y_pred, y_true)
     return _mosi(y_pred, y_true)
 

@@ -15,9 +15,11 @@ from typing import Any, Literal
 import yaml
 
 from .config import load_yaml
-from .errors import RunDirError
+from .errors import ConfigError, RunDirError
 from .io import read_jsonl
+from .tasks import MSATask, Task, from_spec
 
+TASK_FILE = "task.json"  # the run's Task.spec(): what its metrics are (deepmlf.tasks)
 SeedState = Literal["done", "partial", "todo"]
 _SEED_DIR = re.compile(r"^seed-(-?\d+)$")
 
@@ -123,6 +125,25 @@ def read_config_tree(run_dir: Path) -> dict[str, Any] | None:
     if not isinstance(tree, dict):
         raise RunDirError(f"{path}: expected a mapping at top level")
     return tree
+
+
+def read_task(run_dir: Path, tree: dict[str, Any] | None = None) -> Task | None:
+    """The task a run was scored by: its task.json; for run dirs written before task.json
+    existed, MSA on the config's `data.dataset`. None when the run dir has neither."""
+    path = Path(run_dir) / TASK_FILE
+    if path.is_file():
+        try:
+            return from_spec(read_json(path), str(path))
+        except ConfigError as e:
+            raise RunDirError(str(e)) from None
+    tree = read_config_tree(run_dir) if tree is None else tree
+    if tree is None:
+        return None
+    dataset = (tree.get("data") or {}).get("dataset", "mosi")
+    try:
+        return MSATask(str(dataset))
+    except ConfigError as e:
+        raise RunDirError(f"{Path(run_dir) / 'config.yaml'}: {e}") from None
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -107,12 +107,31 @@ class FakeRegressor(nn.Module):
         self.load_state_dict(state)
 
 
-def fake_batches(n_batches: int, batch_size: int = 4, *, seed: int = 0, audio_dim: int = 3) -> list[Batch]:
+class FakeClassifier(FakeRegressor):
+    """logits = W · mean(audio) + b, cross-entropy: a classification model for the same loop."""
+
+    def __init__(self, n_classes: int, audio_dim: int = 3) -> None:
+        super().__init__(audio_dim)
+        self.linear = nn.Linear(audio_dim, n_classes)
+
+    def forward(self, batch: Batch) -> FakeOutput:
+        logits = self.linear(self.norm(batch.audio.mean(1)))  # (B, C)
+        if batch.labels is None:
+            return FakeOutput(logits, None, {})
+        loss = nn.functional.cross_entropy(logits, batch.labels)
+        return FakeOutput(logits, loss, {"task": loss})
+
+
+def fake_batches(n_batches: int, batch_size: int = 4, *, seed: int = 0, audio_dim: int = 3,
+                 classes: int | None = None) -> list[Batch]:
+    """Regression labels in [-3, 3] from the audio; `classes`: class indices (tertiles of the same score)."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for i in range(n_batches):
         audio = torch.randn(batch_size, 6, audio_dim, generator=g)
         labels = (audio[:, :, 0].mean(1) * 3).clamp(-3, 3)
+        if classes is not None:
+            labels = torch.bucketize(labels, torch.linspace(-1, 1, classes - 1))
         out.append(Batch(
             input_ids=torch.zeros(batch_size, 4, dtype=torch.long),
             attention_mask=torch.ones(batch_size, 4, dtype=torch.long),

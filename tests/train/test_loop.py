@@ -1,4 +1,5 @@
-"""The training loop on a fake regressor: early stopping, best/last checkpoints, exact resume."""
+"""The training loop on a fake regressor (and a fake classifier): early stopping, best/last
+checkpoints, exact resume; the task decides the metrics."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from deepmlf.errors import ConfigError
 from deepmlf.io import read_jsonl
 from deepmlf.train.checkpoint import load_best, load_last
 from deepmlf.train.early_stopping import EarlyStopping
+from deepmlf.tasks import ClassificationTask, MSATask
+from deepmlf.train.evaluate import collect_predictions
 from deepmlf.train.loop import Stage, fit, make_accelerator
 
-from .conftest import FakeRegressor, fake_batches
+from .conftest import FakeClassifier, FakeRegressor, fake_batches
 
 
 def test_early_stopping_counts_epochs_without_improvement():
@@ -27,7 +30,7 @@ def test_early_stopping_counts_epochs_without_improvement():
 
 def _stage(model, *, lr=0.05, optimizer=None, **kw) -> Stage:
     opt = optimizer or torch.optim.AdamW(model.parameters(), lr=lr)
-    defaults = dict(name="stage2", model=model, optimizer=opt, dataset="mosi", key_metric="MAE",
+    defaults = dict(name="stage2", model=model, optimizer=opt, task=MSATask("mosi"), key_metric="MAE",
                     max_epochs=4, early_stop=3, grad_accum=2,
                     checkpoint_meta={"config": {"x": 1}, "audio_dim": 3, "vision_dim": 2})
     defaults.update(kw)
@@ -75,6 +78,29 @@ def test_key_metric_must_exist_for_the_dataset(tmp_path):
     stage = _stage(FakeRegressor(), key_metric="Mult_acc_3")  # a SIMS metric on MOSI
     with pytest.raises(ConfigError, match="train.key_metric='Mult_acc_3'.*Has0_acc_2"):
         fit(stage, fake_batches(2), fake_batches(1), tmp_path, accelerator=make_accelerator("no", 2), progress=False)
+
+
+def test_the_loop_trains_a_classifier_on_the_classification_task(tmp_path):
+    """Same loop, another task: valid metrics are the task's, selection follows its direction."""
+    task = ClassificationTask(["neg", "neu", "pos"])
+    torch.manual_seed(0)
+    model = FakeClassifier(n_classes=3)
+    stage = _stage(model, task=task, key_metric="weighted_f1", max_epochs=6, early_stop=6, lr=0.1)
+    train, valid = fake_batches(6, classes=3), fake_batches(4, seed=1, classes=3)
+    res = fit(stage, train, valid, tmp_path, accelerator=make_accelerator("no", 2), progress=False)
+    hist = read_jsonl(tmp_path / "history.jsonl")
+    assert list(hist[0]["valid"]) == [*task.metric_names, "Loss", "task"]
+    f1 = [h["valid"]["weighted_f1"] for h in hist]
+    assert res.best_value == max(f1) and res.best_epoch == f1.index(max(f1)) + 1  # "max" direction
+    assert hist[-1]["train"]["loss"] < hist[0]["train"]["loss"]  # it trains
+    # The valid "Loss" is the mean cross-entropy of the collected probabilities = the model's own loss.
+    assert hist[-1]["valid"]["Loss"] == pytest.approx(hist[-1]["valid"]["task"], rel=1e-5)
+    preds = collect_predictions(model, valid, task=task)
+    assert preds.probs.shape == (16, 3) and preds.labels.dtype.kind == "i"
+    assert preds.prediction.tolist() == preds.probs.argmax(1).tolist()
+    with pytest.raises(ConfigError, match=r"train.key_metric='MAE' is not reported for task 'erc'; choose one of acc"):
+        fit(_stage(FakeClassifier(3), task=task, key_metric="MAE"), train, valid, tmp_path / "x",
+            accelerator=make_accelerator("no", 2), progress=False)
 
 
 class Interrupt(Exception):

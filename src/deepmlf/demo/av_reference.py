@@ -18,7 +18,8 @@ from ..data.mmsa import MMSAData
 from ..io import write_json, write_text
 from ..model import build_av_regressor
 from ..train.checkpoint import load_best
-from ..train.evaluate import collect_predictions, score
+from ..tasks import MSATask
+from ..train.evaluate import collect_predictions
 
 
 def load_stage1(model: torch.nn.Module, path: Path) -> None:
@@ -36,7 +37,7 @@ def score_av_reference(cfg: Config, data: MMSAData, stage1_dir: Path, out_dir: P
     loader = make_loader(test, tokenizer, max_text_len=cfg.data.max_text_len,
                          batch_size=cfg.data.eval_batch_size, shuffle=False)
     preds = collect_predictions(model, loader)
-    metrics = {k: v for k, v in score(preds, cfg.data.dataset, with_loss_terms=False).items() if k != "Loss"}
+    metrics = MSATask.of_config(cfg).metrics(preds)
     write_json(out_dir / "test_metrics.json", metrics)
     frame = preds.to_frame()
     frame["y_o"] = preds.prediction  # the model's prediction is its AV head

@@ -29,6 +29,7 @@ from ..data.mmsa import load_mmsa
 from ..errors import ConfigError
 from ..io import write_json
 from ..report import COMPARISON_FILE, write_report
+from ..tasks import MSATask
 from .ablation import ABLATION_NAME, ABLATION_NOTE, score_without_cross_attention
 from .av_reference import score_av_reference
 from .probe_cache import FLOOR_ROWS, ensure_probe
@@ -242,6 +243,7 @@ def _write_comparison(result: DemoResult, cfg: Config, *, n: int, probe_seed: in
     write_json(result.out_dir / COMPARISON_FILE, {
         "title": "DeepMLF demo: fusion against each modality alone",
         "dataset": cfg.data.dataset,
+        "task": MSATask.of_config(cfg).spec(),
         "config_dir": MODEL_DIRS["DeepMLF"],
         "intro_md": intro,
         "fusion_wins": wins,

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from ..io import atomic_path
 from .. import rundir
-from .results import ResultsTable, format_key_value, is_percentage, metric_direction
+from .results import ResultsTable, format_key_value
 
 DPI = 110
 ARROW = {"max": "↑", "min": "↓"}
@@ -44,8 +44,8 @@ def _save(fig: Figure, path: Path, *, legend_from=None) -> Path:
     return path
 
 
-def _scale(metric: str, v: float) -> float:
-    return 100 * v if is_percentage(metric) else v
+def _scale(table: ResultsTable, metric: str, v: float) -> float:
+    return 100 * v if table.is_percentage(metric) else v
 
 
 def _group_label(table: ResultsTable, keys: list[str], config: dict[str, Any] | None) -> str:
@@ -83,7 +83,8 @@ def plot_metrics_vs(
     for ax, m in zip(axes, table.metrics):
         for label, members in groups.items():
             pts = sorted(
-                (x_of(r.config[key]), _scale(m, r.mean[m]), 0.0 if math.isnan(r.std.get(m, math.nan)) else _scale(m, r.std[m]), r)
+                (x_of(r.config[key]), _scale(table, m, r.mean[m]),
+                 0.0 if math.isnan(r.std.get(m, math.nan)) else _scale(table, m, r.std[m]), r)
                 for r in members
                 if m in r.mean
             )
@@ -95,8 +96,8 @@ def plot_metrics_vs(
                 for x, y, _, r in pts:
                     ax.annotate(point_label(r.config[key]), (x, y), textcoords="offset points", xytext=(0, 6),
                                 ha="center", fontsize=7)
-        unit = " (%)" if is_percentage(m) else ""
-        ax.set_title(f"{m} {ARROW[metric_direction(m)]}", fontsize=10)
+        unit = " (%)" if table.is_percentage(m) else ""
+        ax.set_title(f"{m} {ARROW[table.direction(m)]}", fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(m + unit, fontsize=8)
         xs_all = sorted({x_of(r.config[key]) for r in rows})

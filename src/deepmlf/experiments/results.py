@@ -1,9 +1,10 @@
 """Aggregate run directories into one paper-style table: mean ± std over finished seeds.
 
-One row per run dir. Accuracies and F1 are shown as percentages with two decimals and MAE/Corr
-with three, as MSA papers print them (Tables 3-13); the CSV keeps the raw values (fractions,
-as in each run's results.csv). The config keys that differ between the runs (diffed from their
-config.yaml) become columns, and decide which of the paper's plots apply (plots.py).
+One row per run dir. The runs' task (their task.json, deepmlf.tasks) decides the metric columns,
+their directions and units: accuracies and F1 as percentages with two decimals, other values
+(MSA: MAE/Corr) with three, as papers print them (Tables 3-13); the CSV keeps the raw values
+(fractions, as in each run's results.csv). The config keys that differ between the runs (diffed
+from their config.yaml) become columns, and decide which of the paper's plots apply (plots.py).
 """
 
 from __future__ import annotations
@@ -20,22 +21,26 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io import write_text
-from ..metrics import METRIC_DIRECTIONS
+from ..tasks import MSATask, Task
 from .. import rundir
 
-DATASETS = ("mosi", "mosei", "sims")
 IGNORED_DIFF_KEYS = {"train.seeds"}  # a run may have more seeds than another; that is not an axis
 
 
-def metric_direction(name: str) -> str:
-    """"max" or "min" from METRIC_DIRECTIONS; for names it lacks, "min" for losses and MAE, else "max"."""
-    return METRIC_DIRECTIONS.get(name, "min" if name.upper() == "MAE" or "loss" in name.lower() else "max")
+def metric_direction(name: str, task: Task | None = None) -> str:
+    """"max" or "min": the task's direction for its metrics and "Loss"; for other names (or no
+    task), "min" for losses and MAE, else "max"."""
+    if task is not None and (name in task.metric_names or name == "Loss"):
+        return task.direction(name)
+    return "min" if name.upper() == "MAE" or "loss" in name.lower() else "max"
 
 
-def is_percentage(metric: str) -> bool:
+def is_percentage(metric: str, task: Task | None = None) -> bool:
     """Accuracies and F1 scores are fractions on disk and percentages in papers."""
-    low = metric.lower()
-    return "acc" in low or "f1" in low
+    return (task or _ANY).is_percentage(metric)
+
+
+_ANY = MSATask()  # the shared percentage rule, for tables of unknown task
 
 
 @dataclass
@@ -44,7 +49,7 @@ class RunRow:
 
     label: str
     run_dir: Path
-    dataset: str | None
+    task: Task | None  # from its task.json (or its config's data.dataset)
     config: dict[str, Any] | None  # flattened config.yaml (None if the run dir has none)
     per_seed: dict[int, dict[str, float]]  # seed -> metric -> value (finished seeds only)
     mean: dict[str, float] = field(default_factory=dict)
@@ -57,11 +62,22 @@ class RunRow:
 
 @dataclass
 class ResultsTable:
-    dataset: str | None
-    metrics: list[str]  # metric columns, in the order the metrics module writes them
+    task: Task | None  # what every row was scored by (None: no run dir says)
+    metrics: list[str]  # metric columns: the task's table metrics, in its order, then any others found
     varying: list[str]  # config keys (dotted) whose values differ between the rows
     rows: list[RunRow]
     empty: list[RunRow]  # run dirs without a finished seed (listed under the table)
+
+    @property
+    def dataset(self) -> str | None:
+        """The task's title ("mosi", "meld (7 classes)"), as the table heading names it."""
+        return self.task.title if self.task is not None else None
+
+    def direction(self, metric: str) -> str:
+        return metric_direction(metric, self.task)
+
+    def is_percentage(self, metric: str) -> bool:
+        return is_percentage(metric, self.task)
 
 
 def _aggregate(per_seed: dict[int, dict[str, float]], metrics: list[str]) -> tuple[dict, dict]:
@@ -86,9 +102,15 @@ def _labels(run_dirs: list[Path]) -> list[str]:
 
 
 def collect(run_dirs: list[str | Path], *, dataset: str | None = None, labels: list[str] | None = None) -> ResultsTable:
-    """Read every run dir's finished seeds (those with DONE) into a `ResultsTable`."""
-    if dataset is not None and dataset not in DATASETS:
-        raise ConfigError(f"--dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+    """Read every run dir's finished seeds (those with DONE) into a `ResultsTable`.
+
+    `dataset` (MSA) overrides what the run dirs say they were scored by."""
+    forced: Task | None = None
+    if dataset is not None:
+        try:
+            forced = MSATask(dataset)
+        except ConfigError as e:
+            raise ConfigError(f"--dataset {dataset!r}: {e}") from None
     paths = [Path(p) for p in run_dirs]
     if not paths:
         raise ConfigError("no run directories given")
@@ -100,28 +122,33 @@ def collect(run_dirs: list[str | Path], *, dataset: str | None = None, labels: l
     for label, path in zip(labels, paths):
         tree = rundir.read_config_tree(path)
         flat = rundir.flatten(tree) if tree is not None else None
-        ds = dataset or (flat or {}).get("data.dataset")
-        rows.append(RunRow(label=label, run_dir=path, dataset=ds, config=flat, per_seed=rundir.seed_test_metrics(path)))
+        task = forced or rundir.read_task(path, tree)
+        rows.append(RunRow(label=label, run_dir=path, task=task, config=flat, per_seed=rundir.seed_test_metrics(path)))
 
-    found = {r.dataset for r in rows if r.n_seeds}
-    if dataset is None and len(found) > 1:
+    found = list(dict.fromkeys(r.task for r in rows if r.n_seeds))
+    if forced is None and len(found) > 1:
         raise ConfigError(
-            f"the runs mix datasets ({', '.join(sorted(str(d) for d in found))}); aggregate each dataset "
-            "separately (its metrics differ)"
+            f"the runs mix datasets/tasks ({', '.join(sorted(str(t.title if t else None) for t in found))}); "
+            "aggregate each separately (their metrics differ)"
         )
-    ds = dataset or next(iter(found), None)
+    task = forced or (found[0] if found else None)
 
-    metrics: list[str] = []
+    seen: list[str] = []
     for r in rows:
         for seed_metrics in r.per_seed.values():
-            metrics.extend(m for m in seed_metrics if m not in metrics)
+            seen.extend(m for m in seed_metrics if m not in seen)
+    if task is None:
+        metrics = seen
+    else:  # the task's table columns, then names it does not know (none for runs it wrote)
+        metrics = [m for m in task.table_metrics if m in seen]
+        metrics += [m for m in seen if m not in task.metric_names]
     for r in rows:
         r.mean, r.std = _aggregate(r.per_seed, metrics)
 
     done = [r for r in rows if r.n_seeds]
     configs = [r.config for r in done if r.config is not None]
     varying = varying_keys(configs) if len(configs) > 1 else []
-    return ResultsTable(dataset=ds, metrics=metrics, varying=varying, rows=done, empty=[r for r in rows if not r.n_seeds])
+    return ResultsTable(task=task, metrics=metrics, varying=varying, rows=done, empty=[r for r in rows if not r.n_seeds])
 
 
 def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
@@ -142,18 +169,18 @@ def varying_keys(configs: list[dict[str, Any]]) -> list[str]:
 # ----------------------------------------------------------------------------- formatting
 
 
-def format_value(metric: str, value: float) -> str:
+def format_value(metric: str, value: float, task: Task | None = None) -> str:
     if value is None or math.isnan(value):
         return "–"
-    return f"{100 * value:.2f}" if is_percentage(metric) else f"{value:.3f}"
+    return (task or _ANY).format_value(metric, value, digits=3)
 
 
-def format_cell(metric: str, mean: float | None, std: float | None) -> str:
+def format_cell(metric: str, mean: float | None, std: float | None, task: Task | None = None) -> str:
     if mean is None:
         return "–"
-    text = format_value(metric, mean)
+    text = format_value(metric, mean, task)
     if std is not None and not math.isnan(std):
-        text += f" ± {format_value(metric, std)}"
+        text += f" ± {format_value(metric, std, task)}"
     return text
 
 
@@ -172,21 +199,22 @@ def _best_rows(table: ResultsTable) -> dict[str, set[int]]:
         means = [(i, r.mean[m]) for i, r in enumerate(table.rows) if m in r.mean and not math.isnan(r.mean[m])]
         if not means:
             continue
-        pick = max if metric_direction(m) == "max" else min
+        pick = max if table.direction(m) == "max" else min
         target = pick(v for _, v in means)
-        best[m] = {i for i, v in means if format_value(m, v) == format_value(m, target)}
+        best[m] = {i for i, v in means if format_value(m, v, table.task) == format_value(m, target, table.task)}
     return best
 
 
 def to_markdown(table: ResultsTable, title: str | None = None) -> str:
     arrows = {"max": "↑", "min": "↓"}
-    header = ["run", *table.varying, "seeds", *[f"{m} {arrows[metric_direction(m)]}" for m in table.metrics]]
+    header = ["run", *table.varying, "seeds", *[f"{m} {arrows[table.direction(m)]}" for m in table.metrics]]
     lines = []
     if title:
         lines += [f"# {title}", ""]
+    units = (table.task or _ANY).units_note
     lines.append(
         f"Dataset: {table.dataset or 'unknown'}. Test metrics of each seed's best validation checkpoint, "
-        "mean ± std (ddof=0, as MMSA) over finished seeds; accuracies and F1 in %, MAE and Corr raw. "
+        f"mean ± std (ddof=0, as MMSA) over finished seeds; {units}. "
         "Best mean in bold."
     )
     lines.append("")
@@ -196,7 +224,7 @@ def to_markdown(table: ResultsTable, title: str | None = None) -> str:
     for i, r in enumerate(table.rows):
         cells = [r.label, *[format_key_value((r.config or {}).get(k)) for k in table.varying], str(r.n_seeds)]
         for m in table.metrics:
-            text = format_cell(m, r.mean.get(m), r.std.get(m))
+            text = format_cell(m, r.mean.get(m), r.std.get(m), table.task)
             cells.append(f"**{text}**" if i in best.get(m, set()) else text)
         lines.append("| " + " | ".join(cells) + " |")
     if table.empty:

@@ -4,7 +4,7 @@ The spec holds a base config (like a sweep's) and a search space over dotted con
 the paper's §5.5 knobs: `train.lr`, `model.n_fusion`, the λ's of eq. 14, `model.augment.p_perm`
 and `model.augment.p_apply`. The objective is the validation key metric (`train.key_metric`)
 of each trial's best epoch, read from its history.jsonl (mean over the trial's seeds), optimised
-in the metric's direction (METRIC_DIRECTIONS).
+in the metric's direction (the run's task, deepmlf.tasks).
 
 Storage is a URL: `journal:///path/study.log` (Optuna's JournalFileBackend: many processes on
 one machine, or on a shared file system) or an RDB URL such as `sqlite:///study.db` or
@@ -26,7 +26,7 @@ from pydantic import Field, field_validator, model_validator
 from ..config import Config
 from ..errors import ConfigError, DataError
 from .. import rundir
-from .results import metric_direction
+from ..tasks import MSATask
 from .spec import ExperimentSpec, _Strict, _value_token, build_config, load_spec
 
 
@@ -161,10 +161,15 @@ def open_storage(url: str):
 # ----------------------------------------------------------------------------- objective
 
 
+def key_metric_direction(cfg: Config) -> str:
+    """"max" or "min" for `train.key_metric`, from the task; ConfigError when the task lacks it."""
+    return MSATask.of_config(cfg).check_key_metric(cfg.train.key_metric)
+
+
 def objective_value(run_dir: Path, cfg: Config) -> float:
     """Mean over the run's seeds of the best validation `train.key_metric` (its history.jsonl)."""
     metric = cfg.train.key_metric
-    direction = metric_direction(metric)
+    direction = key_metric_direction(cfg)
     values = []
     for seed in cfg.train.seeds:
         best = rundir.best_valid(rundir.history(rundir.seed_dir(run_dir, seed)), metric, direction)
@@ -194,7 +199,7 @@ class TuneContext:
 
     @property
     def direction(self) -> str:
-        return metric_direction(self.config_for({}, f"spec {self.spec_path}").train.key_metric)
+        return key_metric_direction(self.config_for({}, f"spec {self.spec_path}"))
 
 
 def prepare(
@@ -283,7 +288,7 @@ def make_objective(ctx: TuneContext, *, progress: bool, announce: Callable[[str]
             # Trial numbers restart with each study: never mix another study's run into this one.
             raise DataError(f"{run_dir} already exists (from another study?); give this study its own --out")
         announce(f"trial {trial.number} (pid {os.getpid()}): " + ", ".join(f"{k}={v}" for k, v in params.items()))
-        reporter = EpochReporter(trial, cfg.train.key_metric, metric_direction(cfg.train.key_metric))
+        reporter = EpochReporter(trial, cfg.train.key_metric, key_metric_direction(cfg))
         train_run(cfg, run_dir, resume=False, progress=progress, callbacks=[reporter])
         value = objective_value(run_dir, cfg)
         announce(f"trial {trial.number}: valid {cfg.train.key_metric} = {value:.4f}")

@@ -6,6 +6,7 @@ Compositions: `MultimodalLM` (frozen decoder + fusion tokens + MM blocks), `Deep
 `AVRegressor` (stage 1), `TextRegressor` (text-only reference).
 Factories (the only readers of the config tree): `build_model`, `build_av_regressor`,
 `build_text_regressor`; `load_av_encoder_checkpoint` initialises stage 2 from stage 1.
+Registry (`model.arch`): `Arch`, `register_arch`, `get_arch`, `build_arch`, `known_arches`.
 """
 
 from .augment import EmbeddingAugment, permute_real_positions, seqaug
@@ -30,9 +31,11 @@ from .ffw import GeluMLP, SwiGLUMLP, copy_mlp, make_ffw
 from .heads import DeepMLFHeads, ScalarHead, TaskHead
 from .mm_block import Gate, GatedCrossAttention, MMBlock
 from .multimodal_lm import AVMemory, DecoderLayerWithMM, MultimodalLM, MultimodalLMOutput
+from .registry import Arch, build_arch, get_arch, known_arches, register_arch
 from .text_regressor import TextRegressor, TextRegressorOutput
 
 __all__ = [
+    "Arch",
     "AVEncoder",
     "AVEncoderOutput",
     "AVMemory",
@@ -55,17 +58,21 @@ __all__ = [
     "TaskHead",
     "TextRegressor",
     "TextRegressorOutput",
+    "build_arch",
     "build_av_encoder",
     "build_av_regressor",
     "build_model",
     "build_text_regressor",
     "copy_mlp",
+    "get_arch",
+    "known_arches",
     "length_aware_pool",
     "load_av_encoder_checkpoint",
     "make_ffw",
     "masked_mean",
     "next_token_targets",
     "permute_real_positions",
+    "register_arch",
     "seqaug",
     "sinusoidal_positions",
 ]

@@ -1,18 +1,21 @@
 """Factories: the only readers of the config tree for the model (STYLE.md habit 1).
 
-    build_model(cfg, audio_dim=, vision_dim=, backbone=None) -> DeepMLF          (stage 2)
+    build_model(cfg, audio_dim=, vision_dim=, backbone=None) -> DeepMLF          (stage 2, arch "deepmlf")
     build_av_regressor(cfg, audio_dim, vision_dim) -> AVRegressor                (stage 1)
     build_text_regressor(cfg, backbone=None) -> TextRegressor                     (text-only reference)
 
 Freezing is decided here, once, by module: the backbone is frozen before anything is built on
 it; the new modules train; `pretrain_freeze` freezes the AV encoder; a LoRA FFW freezes its
 copied base. The trainable count is logged and the backbone's grad-freedom asserted.
+
+The arch "deepmlf" (`model.arch`, the default) is registered at the end (deepmlf.model.registry).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Mapping
 
 import torch
 from torch import nn
@@ -27,6 +30,7 @@ from .ffw import make_ffw
 from .heads import DeepMLFHeads
 from .mm_block import Gate, GatedCrossAttention, MMBlock
 from .multimodal_lm import MultimodalLM, ensure_unwrapped
+from .registry import Arch, register_arch
 from .state import load_strict
 from .text_regressor import TextRegressor
 
@@ -151,3 +155,14 @@ def build_text_regressor(cfg: Config, backbone: Backbone | None = None) -> TextR
     n_trainable = model.parameter_counts()["trainable"]
     log.info("text regressor on %s: %s trainable parameters", backbone.name, f"{n_trainable:,}")
     return model
+
+
+def _build_deepmlf_arch(cfg: Config, *, dims: Mapping[str, int], backbone: Backbone | None) -> DeepMLF:
+    return build_model(cfg, audio_dim=dims["audio"], vision_dim=dims["vision"], backbone=backbone)
+
+
+register_arch(Arch(
+    name="deepmlf", task="msa", build=_build_deepmlf_arch, inputs=("text", "audio", "vision"),
+    needs_backbone=True, av_pretraining=True, display_name="DeepMLF",
+    description="frozen LM + MM blocks + fusion tokens + AV encoder (paper §4)",
+))

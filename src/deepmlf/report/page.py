@@ -10,53 +10,47 @@ import numpy as np
 import yaml
 
 from ..io import write_text
+from ..tasks import MSATask, Task
 from . import plots
 from .rundir import HEAD_LABELS, RunSummary
 
-# MMSA's metric order (metricsTop): MOSI/MOSEI first, then SIMS; anything else follows as found.
-METRIC_ORDER = (
-    "Has0_acc_2", "Has0_F1_score", "Non0_acc_2", "Non0_F1_score", "Mult_acc_2", "Mult_acc_3",
-    "Mult_acc_5", "Mult_acc_7", "F1_score", "MAE", "Corr",
-)
-LOWER_IS_BETTER = {"MAE", "Loss"}
 
-
-def is_fraction_metric(name: str) -> bool:
-    """Accuracies and F1 are stored as fractions and shown in percent, as papers report them."""
-    return "acc" in name.lower() or "f1" in name.lower()
-
-
-def format_metric(name: str, value: float) -> str:
+def format_metric(name: str, value: float, task: Task | None = None) -> str:
+    """Accuracies and F1 in percent with 2 decimals, other values with 4; "–" when missing."""
     if value is None or not np.isfinite(value):
         return "–"
-    return f"{100 * value:.2f}" if is_fraction_metric(name) else f"{value:.4f}"
+    return (task or MSATask()).format_value(name, value, digits=4)
 
 
-def metric_columns(rows: list[dict[str, float]]) -> list[str]:
+def metric_columns(rows: list[dict[str, float]], task: Task | None = None) -> list[str]:
+    """The task's table metrics present in `rows`, in its order, then names it does not know (sorted)."""
+    task = task or MSATask()
     present = {k for r in rows for k in r}
-    cols = [k for k in METRIC_ORDER if k in present]
-    cols += sorted(k for k in present if k not in cols and k not in ("seed", "Loss"))
+    cols = [k for k in task.table_metrics if k in present]
+    cols += sorted(k for k in present if k not in task.metric_names and k not in ("seed", "Loss"))
     return cols
 
 
 def metrics_table(
-    rows: list[tuple[str, dict[str, float]]], *, bold_best_among: int = 0, notes: list[str] | None = None
+    rows: list[tuple[str, dict[str, float]]], *, bold_best_among: int = 0, notes: list[str] | None = None,
+    task: Task | None = None,
 ) -> str:
     """A Markdown table; the best value per column among the first `bold_best_among` rows is bold."""
-    cols = metric_columns([m for _, m in rows])
+    task = task or MSATask()
+    cols = metric_columns([m for _, m in rows], task)
     best: dict[str, float] = {}
     if bold_best_among > 1:
         for c in cols:
             vals = [m[c] for _, m in rows[:bold_best_among] if c in m and np.isfinite(m[c])]
             if vals:
-                best[c] = min(vals) if c in LOWER_IS_BETTER else max(vals)
+                best[c] = min(vals) if task.direction(c) == "min" else max(vals)
     header = "| model | " + " | ".join(cols) + " |"
     sep = "|---|" + "---:|" * len(cols)
     lines = [header, sep]
     for i, (name, m) in enumerate(rows):
         cells = []
         for c in cols:
-            s = format_metric(c, m.get(c, float("nan")))
+            s = format_metric(c, m.get(c, float("nan")), task)
             if i < bold_best_among and c in best and m.get(c) == best[c]:
                 s = f"**{s}**"
             cells.append(s)
@@ -70,6 +64,10 @@ def slug(name: str) -> str:
 
 def _scored_panels(summary: RunSummary) -> list[plots.Scored]:
     panels = []
+    column = summary.task.prediction_column
+    if summary.task.kind != "regression":  # one panel per model: its predicted class
+        return [plots.Scored(m.name, m.predictions["label"].to_numpy(float), m.predictions[column].to_numpy(float))
+                for m in summary.models if m.predictions is not None]
     if len(summary.models) == 1:
         # One model: show each of its heads, to see what each modality alone predicts.
         m = summary.models[0]
@@ -82,7 +80,7 @@ def _scored_panels(summary: RunSummary) -> list[plots.Scored]:
     for m in summary.models:
         if m.predictions is not None:
             df = m.predictions
-            panels.append(plots.Scored(m.name, df["label"].to_numpy(float), df["y_o"].to_numpy(float)))
+            panels.append(plots.Scored(m.name, df["label"].to_numpy(float), df[column].to_numpy(float)))
     return panels
 
 
@@ -124,7 +122,8 @@ def render(summary: RunSummary, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = summary.config
-    key_metric = str(_config_value(cfg, "train", "key_metric", default="MAE"))
+    task = summary.task
+    key_metric = str(_config_value(cfg, "train", "key_metric", default=task.default_key_metric))
     gate_kind = str(_config_value(cfg, "model", "gate", default="sigmoid"))
     md: list[str] = [f"# {summary.title}", ""]
     if summary.intro_md:
@@ -139,8 +138,8 @@ def render(summary: RunSummary, out_dir: Path) -> Path:
         rows = [(m.name, m.metrics) for m in summary.models]
         bold = len(rows)
     rows += [(f"*{r.name}*", r.metrics) for r in summary.references]
-    md += [metrics_table(rows, bold_best_among=bold), ""]
-    notes = ["Accuracies and F1 in %, MAE and Corr raw (MMSA `metricsTop` names)."]
+    md += [metrics_table(rows, bold_best_among=bold, task=task), ""]
+    notes = [task.table_note()]
     if bold > 1:
         notes.append("Bold: best trained model per column.")
     if summary.references:
@@ -160,7 +159,8 @@ def render(summary: RunSummary, out_dir: Path) -> Path:
     curve_md: list[str] = []
     for m in summary.models:
         name = f"curves-{slug(m.name)}.png"
-        if plots.plot_curves(m.history, out_dir / name, title=f"{m.name}: training", key_metric=key_metric):
+        if plots.plot_curves(m.history, out_dir / name, title=f"{m.name}: training", key_metric=key_metric,
+                             direction=task.direction(key_metric)):
             curve_md += [f"### {m.name}", "", f"![{m.name} training curves]({name})", ""]
         if m.stage1_history:
             name1 = f"curves-{slug(m.name)}-stage1.png"
@@ -175,12 +175,12 @@ def render(summary: RunSummary, out_dir: Path) -> Path:
 
     # ------------------------------------------------------------------ predictions
     panels = _scored_panels(summary)
-    if plots.plot_scatter(panels, out_dir / "scatter.png", dataset=summary.dataset):
+    if task.kind == "regression" and plots.plot_scatter(panels, out_dir / "scatter.png", label_range=task.label_range):
         what = "each head of the model" if len(summary.models) == 1 else "each model"
         md += ["## Predictions vs labels", "",
                f"Test-split predictions of {what} against the true sentiment; points on the dashed line are exact.",
                "", "![predicted vs true](scatter.png)", ""]
-    if plots.plot_confusion(panels, out_dir / "confusion.png", dataset=summary.dataset):
+    if plots.plot_confusion(panels, out_dir / "confusion.png", task=task):
         md += ["## Confusion matrices", "",
                "Rows: true class, columns: predicted class; numbers are counts, colour is the share of the "
                "true class. The diagonal is the class accuracy.", "", "![confusion matrices](confusion.png)", ""]

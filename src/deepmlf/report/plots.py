@@ -37,23 +37,6 @@ class Scored:
     preds: np.ndarray  # (N,) predicted sentiment
 
 
-def label_range(dataset: str) -> float:
-    return 1.0 if dataset == "sims" else 3.0
-
-
-def sentiment_classes(values: np.ndarray, dataset: str) -> tuple[np.ndarray, list[str]]:
-    """Class index per value and the class names, as MMSA's Mult_acc_7 (MOSI/MOSEI) or Mult_acc_5 (SIMS)."""
-    values = np.asarray(values, dtype=float)
-    if dataset == "sims":
-        edges = [-1.01, -0.7, -0.1, 0.1, 0.7, 1.01]  # MMSA's SIMS 5-class bins (left-open)
-        clipped = np.clip(values, -1.0, 1.0)
-        idx = np.clip(np.searchsorted(edges, clipped, side="left") - 1, 0, 4)
-        names = ["[-1,-0.7]", "(-0.7,-0.1]", "(-0.1,0.1]", "(0.1,0.7]", "(0.7,1]"]
-        return idx, names
-    idx = (np.round(np.clip(values, -3.0, 3.0)) + 3).astype(int)  # numpy round, as MMSA
-    return idx, [str(c) for c in range(-3, 4)]
-
-
 def _save(fig: Figure, path: Path) -> None:
     FigureCanvasAgg(fig)
     fig.tight_layout()
@@ -71,7 +54,8 @@ def _series(history: Sequence[dict[str, Any]], section: str, key: str) -> tuple[
     return xs, ys
 
 
-def plot_curves(history: Sequence[dict[str, Any]], path: Path, *, title: str, key_metric: str = "MAE") -> bool:
+def plot_curves(history: Sequence[dict[str, Any]], path: Path, *, title: str, key_metric: str = "MAE",
+                direction: str = "min") -> bool:
     """Per epoch: the L1 terms on train and on valid (same colours, shared y axis), the LM
     cross-entropy when it was computed; the epoch selected by `key_metric` is marked."""
     if not history:
@@ -79,8 +63,8 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, *, title: str, ke
     train = {k: _series(history, "train", k) for k in L1_TERMS}
     valid = {k: _series(history, "valid", k) for k in L1_TERMS}
     if not any(xs for xs, _ in valid.values()):
-        # Histories without per-head terms (a single-head model): its validation MAE.
-        valid = {"task": _series(history, "valid", "MAE")}
+        # Histories without per-head terms (a single-head model): its validation MAE (MSA), else its "Loss".
+        valid = {"task": _series(history, "valid", "MAE" if _series(history, "valid", "MAE")[0] else "Loss")}
     lm_train, lm_valid = _series(history, "train", LM_TERM[0]), _series(history, "valid", LM_TERM[0])
     has_lm = any(v != 0 for v in lm_train[1] + lm_valid[1])  # logged as 0 when λ_LM = 0 (not computed)
     if not any(xs for xs, _ in train.values()) and not any(xs for xs, _ in valid.values()):
@@ -89,7 +73,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, *, title: str, ke
     fig = Figure(figsize=(4.6 * n_panels, 3.7))
     axes = fig.subplots(1, n_panels)
     fig.suptitle(title, fontsize=12)
-    best = _best_epoch(history, key_metric)
+    best = _best_epoch(history, key_metric, direction)
     colours = dict(zip(L1_TERMS, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
     multi_head = any(xs for k, (xs, _) in train.items() if k != "task")
     labels = L1_TERMS if multi_head else {"task": "the model's prediction"}
@@ -131,12 +115,11 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, *, title: str, ke
     return True
 
 
-def _best_epoch(history: Sequence[dict[str, Any]], key_metric: str) -> float | None:
+def _best_epoch(history: Sequence[dict[str, Any]], key_metric: str, direction: str) -> float | None:
     xs, ys = _series(history, "valid", key_metric)
     if not xs:
         return None
-    higher_better = key_metric not in ("MAE", "Loss")
-    i = int(np.argmax(ys) if higher_better else np.argmin(ys))
+    i = int(np.argmax(ys) if direction == "max" else np.argmin(ys))
     return xs[i]
 
 
@@ -145,12 +128,13 @@ def _grid(n: int) -> tuple[int, int]:
     return (n + cols - 1) // cols, cols
 
 
-def plot_scatter(panels: Sequence[Scored], path: Path, *, dataset: str) -> bool:
-    """Predicted vs true sentiment, one panel per model/head, with the y = x line."""
+def plot_scatter(panels: Sequence[Scored], path: Path, *, label_range: float) -> bool:
+    """Predicted vs true sentiment (labels in [-label_range, label_range]), one panel per model/head,
+    with the y = x line."""
     panels = [p for p in panels if len(p.labels)]
     if not panels:
         return False
-    r = label_range(dataset)
+    r = label_range
     rows, cols = _grid(len(panels))
     fig = Figure(figsize=(3.9 * cols, 3.8 * rows))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
@@ -178,21 +162,25 @@ def plot_scatter(panels: Sequence[Scored], path: Path, *, dataset: str) -> bool:
     return True
 
 
-def plot_confusion(panels: Sequence[Scored], path: Path, *, dataset: str) -> bool:
-    """Confusion matrices of the sentiment classes (rows true, columns predicted), counts annotated."""
+def plot_confusion(panels: Sequence[Scored], path: Path, *, task: Any) -> bool:
+    """Confusion matrices of the task's classes (rows true, columns predicted), counts annotated.
+
+    `task.classes_of(values)` gives class indices and names (MSA: MMSA's Mult_acc_7 / SIMS
+    5-class bins; classification: the classes); `task.class_accuracy_name` names the trace."""
     panels = [p for p in panels if len(p.labels)]
     if not panels:
         return False
     rows, cols = _grid(len(panels))
     fig = Figure(figsize=(4.3 * cols, 4.1 * rows))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    acc_name = "Mult_acc_5" if dataset == "sims" else "Mult_acc_7"
+    acc_name = task.class_accuracy_name
     for ax, p in zip(axes, panels):
-        t, names = sentiment_classes(p.labels, dataset)
-        q, _ = sentiment_classes(p.preds, dataset)
+        t, names = task.classes_of(p.labels)
+        q, _ = task.classes_of(p.preds)
         k = len(names)
         cm = np.zeros((k, k), dtype=int)
-        np.add.at(cm, (t, q), 1)
+        ok = (q >= 0) & (t >= 0)  # a classifier's -1 (non-finite logits) is no class: off the matrix, still wrong
+        np.add.at(cm, (t[ok], q[ok]), 1)
         # Colour = share of the true class's row, so rare classes are as readable as common ones.
         share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -201,17 +189,16 @@ def plot_confusion(panels: Sequence[Scored], path: Path, *, dataset: str) -> boo
                 if cm[i, j]:
                     ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
                             color="white" if share[i, j] > 0.6 else "black")
-        ax.set_xticks(range(k), names, rotation=45 if dataset == "sims" else 0, fontsize=8)
+        ax.set_xticks(range(k), names, rotation=45 if max(map(len, names)) > 3 else 0, fontsize=8)
         ax.set_yticks(range(k), names, fontsize=8)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
-        acc = float(np.trace(cm) / max(cm.sum(), 1))
+        acc = float(np.trace(cm) / max(len(t), 1))
         ax.set_title(f"{p.title}\n{acc_name} {100 * acc:.1f}%", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    title = "SIMS 5-class bins" if dataset == "sims" else "7 classes: round(clip(x, -3, 3))"
-    fig.suptitle(f"Confusion matrices, {title}", fontsize=12)
+    fig.suptitle(f"Confusion matrices, {task.classes_title}", fontsize=12)
     _save(fig, path)
     return True
 

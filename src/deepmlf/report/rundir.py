@@ -1,7 +1,8 @@
 """Read what a run left on disk into plain objects the report draws from.
 
 Two layouts are understood (docs/contracts.md, "Run directory"):
-- a train run dir (`config.yaml`, `results.csv`/`results.json`, `seed-<S>/...`): one model, DeepMLF;
+- a train run dir (`config.yaml`, `task.json`, `results.csv`/`results.json`, `seed-<S>/...`): one
+  model (the arch of `model.arch`, DeepMLF by default);
 - a comparison dir (the demo's): `comparison.json` naming several model dirs, each laid out like a
   seed dir (`history.jsonl`, `test_metrics.json`, `predictions_test.csv`, optional `gates.json`).
 """
@@ -15,9 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import RunDirError
-from ..rundir import read_config_tree, read_gates, read_json, read_metrics, seed_dirs
+from ..errors import ConfigError, RunDirError
+from ..rundir import read_config_tree, read_gates, read_json, read_metrics, read_task, seed_dirs
 from ..io import read_jsonl
+from ..tasks import MSATask, Task, from_spec
 
 COMPARISON_FILE = "comparison.json"
 # Columns of predictions_test.csv that hold a model's outputs, and what each one is (contracts.md).
@@ -36,7 +38,7 @@ class ModelRun:
     name: str  # shown in tables and plot titles ("DeepMLF", "text-only", ...)
     directory: Path
     metrics: dict[str, float]  # test metrics, MMSA names (accuracies/F1 as fractions)
-    predictions: pd.DataFrame | None  # id, label, y_o[, y_t, y_av, y_f]
+    predictions: pd.DataFrame | None  # id, label, the task's prediction column (MSA: y_o[, y_t, y_av, y_f])
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per epoch
     gates: list[dict[str, float]] | None = None  # [{"layer", "gate_attn", "gate_ffw"}]
     stage1_history: list[dict[str, Any]] = field(default_factory=list)  # AV pre-training, when it ran
@@ -57,7 +59,7 @@ class RunSummary:
     """Everything one report page shows."""
 
     title: str
-    dataset: str  # "mosi" | "mosei" | "sims": label range and class bins
+    task: Task  # what the metrics are, their directions and units; label range / classes for plots
     models: list[ModelRun]
     references: list[ReferenceRow] = field(default_factory=list)
     table_rows: list[tuple[str, dict[str, float]]] | None = None  # overrides the table (seeds, mean, std)
@@ -69,13 +71,13 @@ class RunSummary:
 # ----------------------------------------------------------------------------- readers
 
 
-def read_predictions(path: Path) -> pd.DataFrame:
+def read_predictions(path: Path, task: Task | None = None) -> pd.DataFrame:
+    task = task or MSATask()
     df = _read_csv(path)
-    missing = [c for c in ("label", "y_o") if c not in df.columns]
+    missing = [c for c in ("label", task.prediction_column) if c not in df.columns]
     if missing:
-        raise RunDirError(
-            f"{path}: missing column(s) {', '.join(missing)}; expected id,label,y_o[,y_t,y_av,y_f]"
-        )
+        expected = "id,label,y_o[,y_t,y_av,y_f]" if isinstance(task, MSATask) else f"id,label,{task.prediction_column},..."
+        raise RunDirError(f"{path}: missing column(s) {', '.join(missing)}; expected {expected}")
     return df
 
 
@@ -83,7 +85,8 @@ def _optional(path: Path, reader):
     return reader(path) if path.is_file() else None
 
 
-def read_model_dir(directory: Path, name: str, note: str = "", *, stage1: bool = True) -> ModelRun:
+def read_model_dir(directory: Path, name: str, note: str = "", *, stage1: bool = True,
+                   task: Task | None = None) -> ModelRun:
     """A seed dir (or a comparison member laid out like one); `stage1=False` skips its stage1/ curves."""
     directory = Path(directory)
     metrics_path = directory / "test_metrics.json"
@@ -95,12 +98,28 @@ def read_model_dir(directory: Path, name: str, note: str = "", *, stage1: bool =
         name=name,
         directory=directory,
         metrics=read_metrics(metrics_path),
-        predictions=_optional(directory / "predictions_test.csv", read_predictions),
+        predictions=_optional(directory / "predictions_test.csv", lambda p: read_predictions(p, task)),
         history=read_jsonl(history_path) if history_path.is_file() else [],
         gates=_optional(directory / "gates.json", read_gates),
         stage1_history=read_jsonl(stage1_path) if stage1 and stage1_path.is_file() else [],
         note=note,
     )
+
+
+def _task_of(run_dir: Path, cfg: dict[str, Any] | None) -> Task:
+    """The run's task (task.json, else MSA on its config's dataset, else MSA on mosi)."""
+    return read_task(run_dir, cfg or {}) or MSATask()
+
+
+def model_name(cfg: dict[str, Any] | None) -> str:
+    """How the report names the run's model: its arch's display name ("DeepMLF" by default)."""
+    arch = str(((cfg or {}).get("model") or {}).get("arch", "deepmlf"))
+    from ..model.registry import get_arch  # lazy: the model package pulls in torch
+
+    try:
+        return get_arch(arch).label
+    except ConfigError:
+        return arch  # an arch this install does not know: its name
 
 
 def _read_config(run_dir: Path) -> dict[str, Any] | None:
@@ -154,21 +173,22 @@ def load_train_run(run_dir: Path, seed: int | None = None) -> RunSummary:
             f"or {COMPARISON_FILE} for a comparison)"
         )
     cfg = _read_config(run_dir)
-    dataset = str(((cfg or {}).get("data") or {}).get("dataset", "mosi"))
+    task = _task_of(run_dir, cfg)
     backbone = ((cfg or {}).get("model") or {}).get("backbone", "?")
+    name = model_name(cfg)
     chosen = seeds[0]
-    model = read_model_dir(chosen, "DeepMLF", note=f"backbone {backbone}, {chosen.name}")
+    model = read_model_dir(chosen, name, note=f"backbone {backbone}, {chosen.name}", task=task)
     rows = _results_rows(run_dir)
     n_seeds = len(seed_dirs(run_dir))
     intro = (
-        f"Run dir `{run_dir}`: DeepMLF on **{dataset}** with backbone `{backbone}`. "
+        f"Run dir `{run_dir}`: {name} on **{task.title}** with backbone `{backbone}`. "
         f"The metrics table lists every seed ({n_seeds}); plots show **{chosen.name}**."
     )
     return RunSummary(
-        title=f"DeepMLF run report: {run_dir.name}",
-        dataset=dataset,
+        title=f"{name} run report: {run_dir.name}",
+        task=task,
         models=[model],
-        table_rows=[(f"DeepMLF {label}", m) for label, m in rows] if rows else None,
+        table_rows=[(f"{name} {label}", m) for label, m in rows] if rows else None,
         intro_md=intro,
         config=cfg,
     )
@@ -179,19 +199,24 @@ def load_comparison(run_dir: Path) -> RunSummary:
     spec = read_json(run_dir / COMPARISON_FILE)
     if not isinstance(spec, dict) or not isinstance(spec.get("models"), list):
         raise RunDirError(f"{run_dir / COMPARISON_FILE}: expected an object with a 'models' list")
+    try:  # "task" (a Task.spec()); comparisons written before it existed name an MSA "dataset"
+        task = from_spec(spec["task"], str(run_dir / COMPARISON_FILE)) if "task" in spec else MSATask(
+            str(spec.get("dataset", "mosi")))
+    except ConfigError as e:
+        raise RunDirError(f"{run_dir / COMPARISON_FILE}: {e}") from None
     models = []
     for i, m in enumerate(spec["models"]):
         if not isinstance(m, dict) or "name" not in m or "dir" not in m:
             raise RunDirError(f"{run_dir / COMPARISON_FILE}: models[{i}] needs 'name' and 'dir'")
         models.append(read_model_dir(run_dir / m["dir"], str(m["name"]), note=str(m.get("note", "")),
-                                     stage1=bool(m.get("stage1_curves", True))))
+                                     stage1=bool(m.get("stage1_curves", True)), task=task))
     refs = [
         ReferenceRow(name=str(r["name"]), metrics={k: float(v) for k, v in r["metrics"].items()}, note=r.get("note", ""))
         for r in spec.get("references", [])
     ]
     return RunSummary(
         title=str(spec.get("title", f"DeepMLF comparison: {run_dir.name}")),
-        dataset=str(spec.get("dataset", "mosi")),
+        task=task,
         models=models,
         references=refs,
         intro_md=str(spec.get("intro_md", "")),
@@ -209,11 +234,12 @@ def load_run(run_dir: str | Path, seed: int | None = None) -> RunSummary:
         return load_comparison(run_dir)
     if (run_dir / "test_metrics.json").is_file():  # a seed dir given directly
         cfg = _read_config(run_dir.parent)
-        dataset = str(((cfg or {}).get("data") or {}).get("dataset", "mosi"))
+        task = _task_of(run_dir.parent, cfg)
+        name = model_name(cfg)
         return RunSummary(
-            title=f"DeepMLF run report: {run_dir.parent.name}/{run_dir.name}",
-            dataset=dataset,
-            models=[read_model_dir(run_dir, "DeepMLF", note=run_dir.name)],
+            title=f"{name} run report: {run_dir.parent.name}/{run_dir.name}",
+            task=task,
+            models=[read_model_dir(run_dir, name, note=run_dir.name, task=task)],
             config=cfg,
         )
     return load_train_run(run_dir, seed=seed)

@@ -1,8 +1,13 @@
-"""Run a model over a loader and score it: predictions of every head, MMSA metrics, mean loss terms.
+"""Run a model over a loader and score it: its predictions, per-head outputs, the task's metrics,
+mean loss terms.
 
-Works for both stages through the shared output protocol (`.prediction`, `.loss_terms`); the
-DeepMLF heads `y_o`, `y_t`, `y_av`, `y_f` are collected when the output has them (y_f is averaged
-over the fusion tokens, as the prediction table stores it).
+Works for every model through the shared output protocol (`.prediction`, `.loss_terms`) and for
+every task through `deepmlf.tasks.Task`: the task turns each batch's output into a flat
+prediction (and class probabilities for classification) and picks the extra head outputs
+(DeepMLF's `y_o`, `y_t`, `y_av`, `y_f`; a model's `heads` mapping otherwise).
+
+A batch is anything with `.to(device)`, `.ids` (one per scored item), `.labels` (None when
+unlabelled) and `len()` = the number of scored items (docs/contracts.md, "Batches").
 """
 
 from __future__ import annotations
@@ -16,57 +21,48 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..data.batch import Batch
-from ..metrics import msa_metrics
-
-HEADS = ("y_o", "y_t", "y_av", "y_f")
+from ..tasks import MSATask, Task
 
 
 @dataclass
 class Predictions:
-    """Per-sample outputs over one split, in loader order. N samples."""
+    """Per-sample outputs over one split, in loader order. N samples, C classes."""
 
     ids: list[str]
-    prediction: np.ndarray  # (N,) the model's prediction (y_o in stage 2, y_av in stage 1)
+    prediction: np.ndarray  # (N,) the model's prediction: a score (regression) or a class index
     labels: np.ndarray | None  # (N,) or None for unlabelled data
-    heads: dict[str, np.ndarray] = field(default_factory=dict)  # head name -> (N,); y_f = mean over fusion tokens
+    heads: dict[str, np.ndarray] = field(default_factory=dict)  # extra outputs per head, (N,) or (N, C)
     loss_terms: dict[str, float] = field(default_factory=dict)  # sample-weighted means ("task", "f", "av", "t", "lm")
+    probs: np.ndarray | None = None  # (N, C) class probabilities (classification tasks), else None
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def to_frame(self) -> pd.DataFrame:
-        """id, label, then the heads (y_o, y_t, y_av, y_f) — the predictions CSV of docs/contracts.md."""
-        cols: dict[str, Any] = {"id": self.ids}
-        cols["label"] = self.labels if self.labels is not None else np.full(len(self.ids), np.nan)
-        heads = self.heads or {"y_o": self.prediction}
-        for name in HEADS:
-            if name in heads:
-                cols[name] = heads[name]
-        return pd.DataFrame(cols)
-
-
-def _as_numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().float().cpu().numpy()
+    def to_frame(self, task: Task | None = None) -> pd.DataFrame:
+        """The predictions CSV of docs/contracts.md (MSA: id, label, y_o, y_t, y_av, y_f)."""
+        return (task or MSATask()).predictions_frame(self)
 
 
 @torch.no_grad()
 def collect_predictions(
     model: nn.Module,
-    batches: Iterable[Batch],
+    batches: Iterable[Any],
     *,
+    task: Task | None = None,
     device: torch.device | str = "cpu",
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     limit_batches: int | None = None,
 ) -> Predictions:
     """Evaluate `model` (in eval mode; its mode is restored afterwards) over `batches`.
 
-    `autocast`: a factory of the mixed-precision context (e.g. `accelerator.autocast`), entered per batch.
+    `task` flattens the outputs (default: MSA regression). `autocast`: a factory of the
+    mixed-precision context (e.g. `accelerator.autocast`), entered per batch.
     """
+    task = task or MSATask()
     was_training = model.training
     model.eval()
     ids: list[str] = []
-    preds, labels = [], []
+    preds, labels, probs = [], [], []
     heads: dict[str, list[np.ndarray]] = {}
     term_sums: dict[str, float] = {}
     n_labelled = 0
@@ -79,16 +75,16 @@ def collect_predictions(
             with autocast() if autocast is not None else contextlib.nullcontext():
                 out = model(batch)
             ids.extend(batch.ids)
-            preds.append(_as_numpy(out.prediction).reshape(-1))
-            for name in HEADS:
-                value = getattr(out, name, None)
-                if isinstance(value, torch.Tensor):
-                    value = value.mean(dim=1) if value.ndim == 2 else value  # y_f: (B, n_f) -> (B,)
-                    heads.setdefault(name, []).append(_as_numpy(value).reshape(-1))
+            pred, prob = task.flatten(out)
+            preds.append(pred)
+            if prob is not None:
+                probs.append(prob)
+            for name, value in task.head_outputs(out).items():
+                heads.setdefault(name, []).append(value)
             if batch.labels is None:
                 has_labels = False
                 continue
-            labels.append(_as_numpy(batch.labels).reshape(-1))
+            labels.append(task.flatten_labels(batch.labels))
             b = len(batch)
             n_labelled += b
             for name, value in (getattr(out, "loss_terms", None) or {}).items():
@@ -101,16 +97,11 @@ def collect_predictions(
         labels=np.concatenate(labels) if has_labels and labels else None,
         heads={k: np.concatenate(v) for k, v in heads.items()},
         loss_terms={k: v / n_labelled for k, v in term_sums.items()} if n_labelled else {},
+        probs=np.concatenate(probs) if probs else None,
     )
 
 
-def score(preds: Predictions, dataset: str, *, with_loss_terms: bool = True) -> dict[str, float]:
-    """MMSA metrics of the prediction, plus "Loss" (mean L1 of the prediction: the authors' KeyEval
+def score(preds: Predictions, task: Task, *, with_loss_terms: bool = True) -> dict[str, float]:
+    """The task's metrics, plus "Loss" (MSA: mean L1 of the prediction, the authors' KeyEval
     "Loss") and, optionally, the mean unweighted loss terms."""
-    if preds.labels is None:
-        raise ValueError("cannot score predictions without labels")
-    metrics = {k: float(v) for k, v in msa_metrics(preds.prediction, preds.labels, dataset).items()}
-    metrics["Loss"] = float(np.mean(np.abs(preds.prediction - preds.labels)))
-    if with_loss_terms:
-        metrics.update(preds.loss_terms)
-    return metrics
+    return task.score(preds, with_loss_terms=with_loss_terms)

@@ -1,9 +1,10 @@
-"""The one training loop (STYLE.md habit 5). The two stages are data: a `Stage` names the model,
-its optimiser and schedules, which gradients are clipped and how selection works; `fit` reads
-nothing else.
+"""The one training loop (STYLE.md habit 5), for every model and task. Stages are data: a `Stage`
+names the model, its task, its optimiser and schedules, which gradients are clipped and how
+selection works; `fit` reads nothing else (never a dataset name: the task says which metrics
+validation reports and which way is better).
 
 Per epoch: train over the loader (gradient accumulation, clipping, per-step lr schedule), validate
-(MMSA metrics, "Loss" = mean L1 of the prediction, mean loss terms), log one history line, keep
+(the task's metrics, its "Loss" — MSA: mean L1 of the prediction — and the mean loss terms), log one history line, keep
 `best.pt` when the key metric improves, write `last.pt`, stop early after `early_stop` epochs
 without improvement. `resume=True` continues from `last.pt` exactly: same weights, optimiser and
 schedule position, early-stopping counters and RNG states (the next epoch draws the same shuffle
@@ -28,13 +29,13 @@ from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..io import append_jsonl, read_jsonl, write_text
-from ..metrics import METRIC_DIRECTIONS, key_metric_names
+from ..tasks import Task
 from .checkpoint import BEST, LAST, load_last, save_best, save_last, set_rng_state
 from .distributed import from_main, is_main_process, mean_over_processes, say, sync_buffers, use_cpu, wait_for_everyone
 from .early_stopping import EarlyStopping
-from .evaluate import collect_predictions, score
+from .evaluate import collect_predictions
 from .optim import current_lr, group_lrs
 
 HISTORY = "history.jsonl"
@@ -49,11 +50,11 @@ class NonFiniteLossError(RuntimeError):
 class Stage:
     """One training stage as data."""
 
-    name: str  # "stage1" (AV pre-training) or "stage2" (DeepMLF); also checked on resume
+    name: str  # "stage1" (AV pre-training) or "stage2" (the model); also checked on resume
     model: nn.Module  # outputs .loss/.loss_terms/.prediction; has trainable_state_dict()/load_trainable_state_dict()
     optimizer: Optimizer
-    dataset: str  # "mosi" | "mosei" | "sims": which MMSA metrics validation reports
-    key_metric: str  # model selection: an MMSA metric name or "Loss"
+    task: Task  # which metrics validation reports, their directions, the valid "Loss"
+    key_metric: str  # model selection: one of task.key_metric_names or "Loss"
     max_epochs: int
     early_stop: int  # epochs without improvement before stopping
     grad_accum: int = 1  # mini-batches per optimiser step
@@ -64,6 +65,8 @@ class Stage:
     clip_mode: Literal["value", "norm"] = "value"
     max_steps: int | None = None  # optimiser-step cap (smoke runs)
     limit_batches: int | None = None  # mini-batch cap per epoch and split (smoke runs)
+    # Whose key is named in a bad key_metric error (the config option that set it).
+    key_metric_option: str = "train.key_metric"
     # What best.pt holds besides the weights: {"config", "audio_dim", "vision_dim"} ...
     checkpoint_meta: dict[str, Any] = field(default_factory=dict)
     # ... and stage extras computed at save time (stage 1: {"av_encoder": encoder state dict}).
@@ -97,13 +100,6 @@ def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
     # DDP (several processes) needs no find_unused_parameters: every trainable parameter of both
     # stages is in each step's graph (a λ=0 term still is; frozen parts do not require grad).
     return Accelerator(mixed_precision=mp, gradient_accumulation_steps=grad_accum, cpu=use_cpu())
-
-
-def _check_key_metric(key: str, dataset: str, option: str) -> str:
-    allowed = (*key_metric_names(dataset), "Loss")
-    if key not in allowed:
-        raise ConfigError(f"{option}={key!r} is not reported for dataset {dataset!r}; choose one of {', '.join(allowed)}")
-    return METRIC_DIRECTIONS[key]
 
 
 def _n_batches(loader: Iterable, limit: int | None) -> int:
@@ -150,7 +146,7 @@ def _train_epoch(stage: Stage, model: nn.Module, loader: DataLoader, accelerator
                 break
             batch = batch.to(accelerator.device)
             if batch.labels is None:
-                raise DataError("the train split has no labels (regression_labels); training needs them")
+                raise DataError(f"the train split has no labels ({stage.task.label_key}); training needs them")
             step_ends = (i + 1) % accum == 0 or i + 1 == n_batches
             with _grad_sync(accelerator, model, step_ends), accelerator.autocast():
                 out = model(batch)
@@ -208,8 +204,7 @@ def fit(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    direction = _check_key_metric(stage.key_metric, stage.dataset,
-                                  "train.key_metric" if stage.name == "stage2" else "stage-1 key metric")
+    direction = stage.task.check_key_metric(stage.key_metric, stage.key_metric_option)
     model = stage.model.to(accelerator.device)
     # Several processes: DDP wraps the model for training; evaluation and checkpoints use `model`.
     train_model = accelerator.prepare_model(model) if accelerator.num_processes > 1 else model
@@ -251,11 +246,11 @@ def fit(
         )
         train_losses = mean_over_processes(train_losses)
         sync_buffers(model)
-        preds = collect_predictions(model, valid_loader, device=accelerator.device, autocast=accelerator.autocast,
-                                    limit_batches=stage.limit_batches)
+        preds = collect_predictions(model, valid_loader, task=stage.task, device=accelerator.device,
+                                    autocast=accelerator.autocast, limit_batches=stage.limit_batches)
         # Every process validated the same weights on the same split; the main one's numbers decide
         # (and are logged), so early stopping can never disagree across processes.
-        metrics = from_main(score(preds, stage.dataset))
+        metrics = from_main(stage.task.score(preds))
         if stage.plateau is not None:
             stage.plateau.step(metrics["Loss"])
         improved = stopper.step(metrics[stage.key_metric], epoch)

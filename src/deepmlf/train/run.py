@@ -1,5 +1,11 @@
-"""Run orchestration: data once, then per seed stage 1 (AV pre-training) and stage 2 (DeepMLF),
-best checkpoint re-loaded for test, results aggregated over seeds (paper §5.5: mean ± std).
+"""Run orchestration for the MSA config tree: data once, then per seed stage 1 (AV pre-training)
+and stage 2 (the model of `model.arch`, DeepMLF by default), best checkpoint re-loaded for test,
+results aggregated over seeds (paper §5.5: mean ± std).
+
+The task (`deepmlf.tasks.MSATask` of `data.dataset`) decides every metric; it is written to the
+run dir as `task.json`, so results, sweeps and reports read it without the config tree. The
+seed-level pieces (`aggregate`, `write_results`, `results_table`) take any task, for other
+runners (ERC) that share the loop and the run-dir layout.
 
 Writes the run directory of docs/contracts.md ("Run directory"). A seed with `DONE` is never
 re-run; a finished stage 1 (`stage1/best.pt` and a `stage1/last.pt` that says it ended) is reused,
@@ -28,8 +34,9 @@ from ..data import load_mmsa, make_loader
 from ..data.mmsa import MMSAData, Split
 from ..errors import CheckpointError, ConfigError, DataError
 from ..io import write_json, write_text
-from ..metrics import key_metric_names, msa_metrics
-from ..rundir import seed_test_metrics
+from ..model.registry import Arch, build_arch, get_arch
+from ..rundir import TASK_FILE, seed_test_metrics
+from ..tasks import MSATask, Task
 from .checkpoint import BEST, LAST, load_best, load_checkpoint
 from .evaluate import Predictions, collect_predictions
 from .distributed import is_main_process, process_info, say, wait_for_everyone
@@ -59,8 +66,8 @@ console = Console(stderr=True)
 @dataclass
 class RunResult:
     run_dir: Path
-    dataset: str
-    metric_names: list[str]  # MMSA key names, in MMSA's order
+    task: Task
+    metric_names: list[str]  # the task's metric names, in its order (MMSA's for msa)
     per_seed: dict[int, dict[str, float]]  # seed -> test metrics of its best checkpoint
     mean: dict[str, float] = field(default_factory=dict)
     std: dict[str, float] = field(default_factory=dict)  # population std (ddof=0), as MMSA reports it
@@ -69,10 +76,15 @@ class RunResult:
 # ----------------------------------------------------------------------------- helpers
 
 
+def msa_arch(cfg: Config) -> Arch:
+    """The arch of `model.arch`; ConfigError when unknown or not an MSA model."""
+    return get_arch(cfg.model.arch, task=MSATask.name)
+
+
 def needs_stage1(cfg: Config) -> bool:
     """Stage 1 runs when the AV encoder starts pre-trained (Table 8) and no checkpoint is given."""
     av = cfg.model.av_encoder
-    return av.init in ("pretrain_tune", "pretrain_freeze") and not av.checkpoint
+    return msa_arch(cfg).av_pretraining and av.init in ("pretrain_tune", "pretrain_freeze") and not av.checkpoint
 
 
 def load_data(cfg: Config, *, require_labels: bool = True) -> MMSAData:
@@ -150,6 +162,10 @@ def _check_run_dir(cfg: Config, run_dir: Path) -> None:
     if not has_stage2:
         return  # only stage-1 work so far: checked per seed against stage1/best.pt
     stored = load_yaml(path.read_text()) or {}
+    try:  # keys added to the config since that run was written take their defaults
+        stored = config_from_dict(stored, str(path)).to_dict()
+    except ConfigError:
+        pass  # no longer a valid config: compare as stored, the differences name the keys
     diff = config_differences(stored, cfg.to_dict())
     if diff:
         shown = ", ".join(diff[:8]) + (" ..." if len(diff) > 8 else "")
@@ -161,6 +177,7 @@ def _check_run_dir(cfg: Config, run_dir: Path) -> None:
 
 def _write_config(cfg: Config, run_dir: Path) -> None:
     write_text(run_dir / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_json(run_dir / TASK_FILE, MSATask.of_config(cfg).spec())
 
 
 # ----------------------------------------------------------------------------- stage 1
@@ -200,8 +217,9 @@ def run_stage1(cfg: Config, data: MMSAData, seed: int, stage_dir: Path, *, accel
         name="stage1",
         model=model,
         optimizer=build_pretrain_optimizer(model, p),
-        dataset=cfg.data.dataset,
+        task=MSATask.of_config(cfg),
         key_metric=STAGE1_KEY_METRIC,
+        key_metric_option="stage-1 key metric",
         max_epochs=p.max_epochs,
         early_stop=p.early_stop,
         grad_accum=p.grad_accum,
@@ -231,27 +249,38 @@ def _stage2_config(cfg: Config, stage1_ckpt: Path | None) -> Config:
     return config_from_dict(tree, "stage-2 config")
 
 
+def _build_stage2_model(cfg: Config, audio_dim: int, vision_dim: int) -> tuple[Any, Any, Arch]:
+    """(model of `model.arch`, the tokenizer its batches use, the arch). A fresh backbone per call:
+    DeepMLF wraps its layers in place."""
+    arch = msa_arch(cfg)
+    backbone = None
+    if arch.needs_backbone:
+        from ..backbones import load_backbone
+
+        backbone = load_backbone(cfg.model.backbone, dtype=cfg.model.dtype)
+    model = build_arch(arch.name, cfg, dims={"audio": audio_dim, "vision": vision_dim}, backbone=backbone)
+    # Models without an LM still get batches with text: the in-code byte tokenizer spares a load.
+    tokenizer = backbone.tokenizer if backbone is not None else _stage1_tokenizer()
+    return model, tokenizer, arch
+
+
 def run_stage2(cfg: Config, data: MMSAData, seed: int, seed_dir: Path, *, accelerator: Accelerator, resume: bool,
                progress: bool, callbacks: Iterable[EpochCallback] = ()) -> tuple[Any, Any, FitResult]:
-    """Train DeepMLF for one seed; returns (model with best.pt loaded, its tokenizer, fit result)."""
-    from ..backbones import load_backbone
-    from ..model import build_model
-
+    """Train the model of `model.arch` for one seed; returns (model with best.pt loaded, its tokenizer, fit result)."""
     train, valid = data["train"], data["valid"]
     set_seed(seed)
-    # A fresh backbone per seed: build_model wraps its layers in place.
-    backbone = load_backbone(cfg.model.backbone, dtype=cfg.model.dtype)
-    model = build_model(cfg, audio_dim=train.audio_dim, vision_dim=train.vision_dim, backbone=backbone)
-    _print_counts(f"seed {seed} DeepMLF on {cfg.model.backbone}", model.parameter_counts())
+    model, tokenizer, arch = _build_stage2_model(cfg, train.audio_dim, train.vision_dim)
+    on = f" on {cfg.model.backbone}" if arch.needs_backbone else ""
+    _print_counts(f"seed {seed} {arch.label}{on}", model.parameter_counts())
     t = cfg.train
-    train_loader = _train_loader(cfg, train, backbone.tokenizer, seed)
-    optimizer = build_optimizer(model, t, av_module=model.av_encoder)
+    train_loader = _train_loader(cfg, train, tokenizer, seed)
+    optimizer = build_optimizer(model, t, av_module=getattr(model, "av_encoder", None))
     spe = steps_per_epoch(len(train_loader), t.grad_accum, t.limit_batches)
     stage = Stage(
         name="stage2",
         model=model,
         optimizer=optimizer,
-        dataset=cfg.data.dataset,
+        task=MSATask.of_config(cfg),
         key_metric=t.key_metric,
         max_epochs=t.max_epochs,
         early_stop=t.early_stop,
@@ -266,18 +295,36 @@ def run_stage2(cfg: Config, data: MMSAData, seed: int, seed_dir: Path, *, accele
         checkpoint_meta={"config": cfg.to_dict(), "audio_dim": train.audio_dim, "vision_dim": train.vision_dim},
         best_extras=lambda: {"stage": "stage2"},
     )
-    result = fit(stage, train_loader, _eval_loader(cfg, valid, backbone.tokenizer), seed_dir,
+    result = fit(stage, train_loader, _eval_loader(cfg, valid, tokenizer), seed_dir,
                  accelerator=accelerator, resume=resume, progress=progress, callbacks=callbacks)
     best = seed_dir / BEST
     if not best.exists():
         raise CheckpointError(f"seed {seed} produced no best checkpoint (see {seed_dir}/history.jsonl)")
     model.load_trainable_state_dict(load_best(best)["model"])
-    return model, backbone.tokenizer, result
+    return model, tokenizer, result
 
 
 def _test_outputs(model: Any, cfg: Config, data: MMSAData, tokenizer: Any, accelerator: Accelerator) -> Predictions:
-    return collect_predictions(model, _eval_loader(cfg, data["test"], tokenizer), device=accelerator.device,
-                               autocast=accelerator.autocast, limit_batches=cfg.train.limit_batches)
+    return collect_predictions(model, _eval_loader(cfg, data["test"], tokenizer), task=MSATask.of_config(cfg),
+                               device=accelerator.device, autocast=accelerator.autocast,
+                               limit_batches=cfg.train.limit_batches)
+
+
+def write_seed_outputs(seed_dir: Path, task: Task, preds: Predictions, model: Any, result: FitResult,
+                       t0: float) -> dict[str, float]:
+    """A finished seed's files: test_metrics.json, predictions_test.csv, gates.json (models with
+    gates), DONE last. Returns the test metrics. Main process only."""
+    metrics = task.metrics(preds)
+    write_json(seed_dir / "test_metrics.json", metrics)
+    write_text(seed_dir / "predictions_test.csv", task.predictions_frame(preds).to_csv(index=False))
+    if hasattr(model, "gate_values"):
+        write_json(seed_dir / "gates.json", model.gate_values())
+    write_json(seed_dir / DONE, {
+        "best_epoch": result.best_epoch, "epochs": result.epochs, "global_step": result.global_step,
+        "stop_reason": result.stop_reason, "time_s": round(time.perf_counter() - t0, 1),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "processes": process_info()[1],
+    })
+    return metrics
 
 
 def train_seed(cfg: Config, data: MMSAData, seed: int, run_dir: Path, *, resume: bool = False, progress: bool = True,
@@ -300,16 +347,11 @@ def train_seed(cfg: Config, data: MMSAData, seed: int, run_dir: Path, *, resume:
                                progress=progress, callbacks=callbacks)
 
     preds = _test_outputs(model, cfg, data, tokenizer, accelerator)
-    metrics = {k: float(v) for k, v in msa_metrics(preds.prediction, preds.labels, cfg.data.dataset).items()}
+    task = MSATask.of_config(cfg)
     if is_main_process():
-        write_json(seed_dir / "test_metrics.json", metrics)
-        write_text(seed_dir / "predictions_test.csv", preds.to_frame().to_csv(index=False))
-        write_json(seed_dir / "gates.json", model.gate_values())
-        write_json(seed_dir / DONE, {
-            "best_epoch": result.best_epoch, "epochs": result.epochs, "global_step": result.global_step,
-            "stop_reason": result.stop_reason, "time_s": round(time.perf_counter() - t0, 1),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "processes": process_info()[1],
-        })
+        metrics = write_seed_outputs(seed_dir, task, preds, model, result, t0)
+    else:
+        metrics = task.metrics(preds)
     wait_for_everyone()
     say(f"seed {seed} test: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return metrics
@@ -318,11 +360,11 @@ def train_seed(cfg: Config, data: MMSAData, seed: int, run_dir: Path, *, resume:
 # ----------------------------------------------------------------------------- results
 
 
-def aggregate(run_dir: Path, dataset: str) -> RunResult:
+def aggregate(run_dir: Path, task: Task) -> RunResult:
     """Test metrics of every finished seed in `run_dir`, with mean and population std."""
-    names = list(key_metric_names(dataset))
+    names = list(task.metric_names)
     per_seed = seed_test_metrics(run_dir)  # seeds with DONE, in seed order
-    result = RunResult(run_dir=run_dir, dataset=dataset, metric_names=names, per_seed=per_seed)
+    result = RunResult(run_dir=run_dir, task=task, metric_names=names, per_seed=per_seed)
     if per_seed:
         table = np.array([[m[k] for k in names] for m in per_seed.values()], dtype=float)  # (n_seeds, n_metrics)
         result.mean = dict(zip(names, table.mean(0).tolist()))
@@ -338,7 +380,7 @@ def write_results(result: RunResult) -> None:
     df = pd.DataFrame(rows, columns=["seed", *result.metric_names])
     write_text(result.run_dir / RESULTS_CSV, df.to_csv(index=False))
     write_json(result.run_dir / RESULTS_JSON, {
-        "dataset": result.dataset,
+        "dataset": result.task.spec().get("dataset"),
         "metrics": result.metric_names,
         "n_seeds": len(result.per_seed),
         "per_seed": {str(s): m for s, m in result.per_seed.items()},
@@ -349,20 +391,18 @@ def write_results(result: RunResult) -> None:
 
 
 def results_table(result: RunResult) -> Table:
-    """Accuracies/F1 in %, MAE/Corr raw (how MSA papers print them); mean ± std last."""
-    table = Table(title=f"{result.run_dir} ({result.dataset}, {len(result.per_seed)} seed(s))")
+    """The task's table metrics, accuracies/F1 in % (MSA: MAE/Corr raw, as papers print them); mean ± std last."""
+    task = result.task
+    table = Table(title=f"{result.run_dir} ({task.title}, {len(result.per_seed)} seed(s))")
     table.add_column("seed")
-    pct = {k: k not in ("MAE", "Corr") for k in result.metric_names}
-    for k in result.metric_names:
+    names = [k for k in task.table_metrics if k in result.metric_names]
+    for k in names:
         table.add_column(k, justify="right")
-
-    def fmt(k: str, v: float) -> str:
-        return f"{100 * v:.2f}" if pct[k] else f"{v:.4f}"
-
+    fmt = task.format_value
     for s, m in result.per_seed.items():
-        table.add_row(str(s), *(fmt(k, m[k]) for k in result.metric_names))
+        table.add_row(str(s), *(fmt(k, m[k]) for k in names))
     if len(result.per_seed) > 1:
-        table.add_row("mean ± std", *(f"{fmt(k, result.mean[k])} ± {fmt(k, result.std[k])}" for k in result.metric_names),
+        table.add_row("mean ± std", *(f"{fmt(k, result.mean[k])} ± {fmt(k, result.std[k])}" for k in names),
                       style="bold")
     return table
 
@@ -374,6 +414,8 @@ def train_run(cfg: Config, run_dir: str | Path, *, resume: bool = False, progres
               callbacks: Iterable[EpochCallback] = ()) -> RunResult:
     """Train every seed of `cfg.train.seeds` into `run_dir` (both stages), then aggregate."""
     run_dir = Path(run_dir)
+    task = MSATask.of_config(cfg)
+    msa_arch(cfg)  # an unknown model.arch fails before any data is read
     _check_run_dir(cfg, run_dir)
     data = load_data(cfg)
     main = is_main_process()
@@ -384,7 +426,7 @@ def train_run(cfg: Config, run_dir: str | Path, *, resume: bool = False, progres
     callbacks = list(callbacks)
     for seed in cfg.train.seeds:  # at least one (TrainConfig.seeds)
         train_seed(cfg, data, seed, run_dir, resume=resume, progress=progress, callbacks=callbacks)
-        result = aggregate(run_dir, cfg.data.dataset)
+        result = aggregate(run_dir, task)
         if main:
             write_results(result)  # after every seed: partial results survive an interrupted run
     if main and progress:
@@ -417,7 +459,7 @@ class LoadedCheckpoint:
     model: Any
     cfg: Config
     tokenizer: Any
-    stage: str  # "stage1" (AV regressor) or "stage2" (DeepMLF)
+    stage: str  # "stage1" (AV regressor) or "stage2" (the model of model.arch)
     checkpoint: dict[str, Any]
 
 
@@ -432,17 +474,12 @@ def load_model_from_checkpoint(ckpt_path: str | Path) -> LoadedCheckpoint:
         model = build_av_regressor(cfg, ckpt["audio_dim"], ckpt["vision_dim"])
         tokenizer = _stage1_tokenizer()
     else:
-        from ..backbones import load_backbone
-        from ..model import build_model
-
         # The weights come from the checkpoint itself (it holds the AV encoder too), so the stage-1
         # file it was initialised from need not exist any more.
         tree = cfg.to_dict()
         tree["model"]["av_encoder"]["checkpoint"] = None
         cfg = config_from_dict(tree, f"config stored in {ckpt_path}")
-        backbone = load_backbone(cfg.model.backbone, dtype=cfg.model.dtype)
-        model = build_model(cfg, audio_dim=ckpt["audio_dim"], vision_dim=ckpt["vision_dim"], backbone=backbone)
-        tokenizer = backbone.tokenizer
+        model, tokenizer, _ = _build_stage2_model(cfg, ckpt["audio_dim"], ckpt["vision_dim"])
     try:
         model.load_trainable_state_dict(ckpt["model"])
     except CheckpointError as e:
@@ -467,16 +504,15 @@ def _checkpoint_split(loaded: LoadedCheckpoint, data_path: str | Path, split: st
 def _predict_split(loaded: LoadedCheckpoint, split: Split) -> Predictions:
     accelerator = make_accelerator(loaded.cfg.train.mixed_precision, 1)
     loader = _eval_loader(loaded.cfg, split, loaded.tokenizer)
-    return collect_predictions(loaded.model, loader, device=accelerator.device, autocast=accelerator.autocast)
+    return collect_predictions(loaded.model, loader, task=MSATask.of_config(loaded.cfg), device=accelerator.device,
+                               autocast=accelerator.autocast)
 
 
 def evaluate_checkpoint(ckpt_path: str | Path, data_path: str | Path, split: str = "test") -> dict[str, float]:
-    """MMSA metrics (plus "Loss", the mean L1) of a best.pt on one split of an MMSA pickle."""
+    """The task's metrics (MMSA's) plus "Loss" (MSA: the mean L1) of a best.pt on one split of an MMSA pickle."""
     loaded = load_model_from_checkpoint(ckpt_path)
     preds = _predict_split(loaded, _checkpoint_split(loaded, data_path, split, require_labels=True))
-    metrics = {k: float(v) for k, v in msa_metrics(preds.prediction, preds.labels, loaded.cfg.data.dataset).items()}
-    metrics["Loss"] = float(np.mean(np.abs(preds.prediction - preds.labels)))
-    return metrics
+    return MSATask.of_config(loaded.cfg).score(preds, with_loss_terms=False)
 
 
 def predict(ckpt_path: str | Path, data_path: str | Path, split: str = "test",
@@ -484,7 +520,7 @@ def predict(ckpt_path: str | Path, data_path: str | Path, split: str = "test",
     """One row per sample: id, label (empty when the file has none), y_o, y_t, y_av, y_f (fusion-head mean)."""
     loaded = load_model_from_checkpoint(ckpt_path)
     preds = _predict_split(loaded, _checkpoint_split(loaded, data_path, split, require_labels=False))
-    frame = preds.to_frame()
+    frame = preds.to_frame(MSATask.of_config(loaded.cfg))
     if out_csv is not None:
         write_text(out_csv, frame.to_csv(index=False))
     return frame
