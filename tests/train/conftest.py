@@ -106,6 +106,10 @@ class FakeRegressor(nn.Module):
     def load_trainable_state_dict(self, state: dict[str, Any]) -> None:
         self.load_state_dict(state)
 
+    def parameter_counts(self) -> dict[str, int]:
+        n = sum(p.numel() for p in self.parameters())
+        return {"trainable": n, "total": n}
+
 
 class FakeClassifier(FakeRegressor):
     """logits = W · mean(audio) + b, cross-entropy: a classification model for the same loop."""

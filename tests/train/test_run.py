@@ -146,3 +146,40 @@ def test_train_run_resume_matches_an_uninterrupted_run(tmp_path, toy_pickle):
     assert hist[1]["valid"] == pytest.approx(ref[1]["valid"])
     assert json.loads((seed / "test_metrics.json").read_text()) == pytest.approx(
         json.loads((tmp_path / "ref" / "seed-1" / "test_metrics.json").read_text()))
+
+
+# ----------------------------------------------------------------------------- another arch, same runner
+
+
+@pytest.fixture
+def fake_arch():
+    """A model.arch without backbone, gates or stage 1, registered for one test."""
+    from deepmlf.model.registry import Arch, register_arch, unregister_arch
+
+    from .conftest import FakeRegressor
+
+    register_arch(Arch(name="fake-av", task="msa", inputs=("audio",), display_name="FakeAV",
+                       build=lambda cfg, *, dims, backbone: FakeRegressor(dims["audio"])))
+    yield "fake-av"
+    unregister_arch("fake-av")
+
+
+def test_a_registered_arch_trains_through_the_same_runner(fake_arch, tmp_path, toy_pickle):
+    from deepmlf.report import write_report
+
+    cfg = tiny_config(toy_pickle, f"model.arch={fake_arch}", "train.max_epochs=2")
+    result = train_run(cfg, tmp_path / "r", progress=False)
+    seed = tmp_path / "r" / "seed-1"
+    assert not (seed / "stage1").exists() and not (seed / "gates.json").exists()  # no stage 1, no gates
+    assert json.loads((tmp_path / "r" / "task.json").read_text()) == {"name": "msa", "dataset": "mosi"}
+    assert list(pd.read_csv(seed / "predictions_test.csv").columns) == ["id", "label", "y_o"]
+    assert list(result.per_seed[1]) == list(key_metric_names("mosi"))
+    metrics = evaluate_checkpoint(seed / "best.pt", toy_pickle, "test")  # rebuilt from the stored model.arch
+    assert metrics["MAE"] == pytest.approx(result.per_seed[1]["MAE"], abs=1e-6)
+    report = write_report(tmp_path / "r").read_text()
+    assert report.startswith("# FakeAV run report: r") and "FakeAV on **mosi**" in report
+
+
+def test_unknown_arch_is_refused_before_any_data_is_read(tmp_path):
+    with pytest.raises(ConfigError, match=r"model.arch='umca': unknown model architecture; known: deepmlf"):
+        train_run(tiny_config(tmp_path / "absent.pkl", "model.arch=umca"), tmp_path / "r", progress=False)

@@ -1,29 +1,67 @@
-"""`deepmlf demo` (= `make demo`): DeepMLF on the real SmolLM2-135M against text-only and AV-only references."""
+"""`deepmlf demo [NAME]` (`make demo` = `deepmlf demo` = the DeepMLF demo): embedded demos, no data, no download.
+
+Each demo is one entry of `DEMOS`: its function (imported only when it runs) is called as
+`run(out_dir, *, n, fast, overrides, progress, console)` and prints its own table. A new demo is
+one line here (docs/contracts.md, "Demos").
+"""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
+from ..errors import ConfigError
 from . import app
 from .common import console, friendly_errors
+
+
+@dataclass(frozen=True)
+class Demo:
+    target: str  # "module:function" called as run(out_dir, *, n, fast, overrides, progress, console)
+    summary: str  # one line for --help
+    out: str  # default output dir
+
+    def load(self) -> Callable[..., Any]:
+        module, _, func = self.target.partition(":")
+        return getattr(importlib.import_module(module), func)
+
+
+DEFAULT_DEMO = "deepmlf"
+DEMOS: dict[str, Demo] = {
+    "deepmlf": Demo("deepmlf.demo:run_demo", "DeepMLF vs text-only vs AV-only on the fusion probe (~10 min)", "runs/demo"),
+}
+
+
+def get_demo(name: str) -> Demo:
+    if name not in DEMOS:
+        raise ConfigError(f"unknown demo {name!r}; known demos: {', '.join(DEMOS)}")
+    return DEMOS[name]
+
+
+def _names_help() -> str:
+    return "Which demo (default deepmlf): " + "; ".join(f"{k}: {d.summary}" for k, d in DEMOS.items()) + "."
 
 
 @app.command("demo")
 @friendly_errors
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Output dir: probe data, the three models, report.md."),
-    n: Optional[int] = typer.Option(None, "--n", help="Probe samples in all, split 70/15/15 (default 1000)."),
-    fast: bool = typer.Option(False, "--fast", help="5 stage-2 epochs instead of 8: about 2 minutes less, a rougher result."),
+    name: str = typer.Argument(DEFAULT_DEMO, help=_names_help(), show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output dir: data, models, report.md (default runs/demo for deepmlf, runs/demo-NAME otherwise)."),
+    n: Optional[int] = typer.Option(None, "--n", help="Synthetic samples in all (deepmlf: probe clips, split 70/15/15; default 1000)."),
+    fast: bool = typer.Option(False, "--fast", help="A shorter run, a rougher result (deepmlf: 5 stage-2 epochs instead of 8, about 2 minutes less)."),
     overrides: Optional[List[str]] = typer.Option(
-        None, "--set", help="Config override on the `demo` preset, KEY=VALUE (repeatable), e.g. --set train.max_epochs=4."
+        None, "--set", help="Config override on the demo's preset, KEY=VALUE (repeatable), e.g. --set train.max_epochs=4."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Generate the fusion probe, train DeepMLF (stage 1 + 2) and its text-only / AV-only references,
-    print the comparison table and write OUT/report.md. No data, no download; ~10 min on 2 CPU cores."""
-    from ..demo import run_demo
-
-    run_demo(out, n=n, fast=fast, overrides=overrides, progress=progress, console=console)
+    """Run an embedded demo end to end and print its comparison table. The default (deepmlf)
+    generates the fusion probe, trains DeepMLF (stage 1 + 2) and its text-only / AV-only
+    references and writes OUT/report.md; no data, no download; ~10 min on 2 CPU cores."""
+    entry = get_demo(name)
+    run = entry.load()
+    run(out if out is not None else Path(entry.out), n=n, fast=fast, overrides=overrides, progress=progress,
+        console=console)

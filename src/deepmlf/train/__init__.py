@@ -1,4 +1,4 @@
-"""Training, evaluation and prediction: one loop for both stages (STYLE.md habit 5).
+"""Training, evaluation and prediction: one loop for every model, stage and task (STYLE.md habit 5).
 
     train_run(cfg, run_dir, resume=False)          both stages for every seed -> run directory
     pretrain_av(cfg, run_dir)                       stage 1 alone (AV encoder pre-training)
@@ -33,6 +33,7 @@ from .run import (
     train_run,
     train_seed,
     write_results,
+    write_seed_outputs,
 )
 
 __all__ = [
@@ -66,4 +67,5 @@ __all__ = [
     "train_run",
     "train_seed",
     "write_results",
+    "write_seed_outputs",
 ]
