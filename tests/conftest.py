@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,16 +27,24 @@ def byte_tok():
     return byte_tokenizer()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_for_tiny_models(request):
-    """Tiny tensors gain nothing from threads, and OpenMP spin-waits make them ~20x slower when the
-    2 cores are shared. Slow tests on the real backbone keep torch's thread count."""
-    if request.node.get_closest_marker("slow"):
-        yield
-        return
+@contextmanager
+def one_thread():
+    """One torch thread inside the block (the thread count also changes float sums: golden values)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_for_tiny_models(request):
+    """Tiny tensors gain nothing from threads, and OpenMP spin-waits make them ~20x slower when the
+    2 cores are shared. Slow tests on the real backbone keep torch's thread count. (Session and
+    module fixtures run before this one: they use `one_thread()` themselves.)"""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    with one_thread():
+        yield

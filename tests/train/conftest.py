@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,8 @@ from torch import nn
 from deepmlf.config import Config, load_config
 from deepmlf.data.batch import Batch
 from deepmlf.data.testing import write_mmsa_pickle
+
+from ..conftest import one_thread
 
 # Small everything: 2 MM blocks on the 4-layer tiny GPT-2 (D=32), a 1-layer AV encoder of width 6.
 TINY_OVERRIDES = [
@@ -62,17 +63,6 @@ def trained_run(tmp_path_factory, toy_pickle):
     with one_thread():  # session fixtures run before the autouse one-thread fixture
         result = train_run(cfg, run_dir, progress=False)
     return cfg, run_dir, result
-
-
-@contextmanager
-def one_thread():
-    """One torch thread: faster on tiny models, and the thread count changes float sums (golden values)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- a fake model for the loop

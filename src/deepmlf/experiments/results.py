@@ -21,18 +21,15 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io import write_text
-from ..tasks import MSATask, Task
+from ..tasks import MSATask, Task, guess_direction
 from .. import rundir
 
 IGNORED_DIFF_KEYS = {"train.seeds"}  # a run may have more seeds than another; that is not an axis
 
 
 def metric_direction(name: str, task: Task | None = None) -> str:
-    """"max" or "min": the task's direction for its metrics and "Loss"; for other names (or no
-    task), "min" for losses and MAE, else "max"."""
-    if task is not None and (name in task.metric_names or name == "Loss"):
-        return task.direction(name)
-    return "min" if name.upper() == "MAE" or "loss" in name.lower() else "max"
+    """"max" or "min": the task's direction; with no task, "min" for losses and MAE, else "max"."""
+    return task.direction(name) if task is not None else guess_direction(name)
 
 
 def is_percentage(metric: str, task: Task | None = None) -> bool:
