@@ -39,6 +39,7 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12BoolLoader)
 
 Dataset = Literal["mosi", "mosei", "sims"]
+Tracker = Literal["tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab"]
 PRESETS = ("mosi", "mosei-base", "mosei-large", "sims", "demo")
 
 
@@ -145,6 +146,15 @@ class TrainConfig(_Strict):
     mixed_precision: Literal["no", "bf16", "auto"] = "auto"  # auto: bf16 on a GPU that supports it
     max_steps: int | None = Field(None, ge=1)  # optimiser-step cap (smoke runs); None = epochs decide
     limit_batches: int | None = Field(None, ge=1)  # cap mini-batches per epoch and split (smoke runs)
+    # Experiment trackers of accelerate, off by default; logs go to RUN_DIR/tracking (tensorboard needs no network).
+    log_with: list[Tracker] = Field(default_factory=list)
+
+    @field_validator("log_with", mode="before")
+    @classmethod
+    def _one_tracker_is_a_list(cls, v: Any) -> Any:
+        if v is None:
+            return []
+        return [v] if isinstance(v, str) else v
 
     @field_validator("mixed_precision", mode="before")
     @classmethod

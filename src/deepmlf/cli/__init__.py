@@ -13,11 +13,14 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect MMSA pickles and generate the fusion probe dataset.", no_args_is_help=True)
 backbones_app = typer.Typer(help="Language-model backbones that resolve offline.", no_args_is_help=True)
+features_app = typer.Typer(help="Extract features from raw media (audio, faces, speech recognition).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(backbones_app, name="backbones")
+app.add_typer(features_app, name="features")
 
 # Importing these modules registers their commands (order = order in --help).
-from . import data_cmd, synth_cmd, backbones_cmd, train_cmd, experiments_cmd, demo_cmd, report_cmd  # noqa: E402,F401
+from . import data_cmd, synth_cmd, backbones_cmd, features_cmd, train_cmd, experiments_cmd, demo_cmd, report_cmd  # noqa: E402,F401,E501
+from . import export_cmd  # noqa: E402,F401
 
 
 def main() -> None:

@@ -69,9 +69,19 @@ def split_summary(split: Split, dataset: str | None) -> dict[str, Any]:
     }
 
 
+def file_identity(path: Path) -> dict[str, Any]:
+    """SHA-256 of the file and the MMSA processed file it matches, if any (deepmlf.checksums)."""
+    from ..checksums import MMSA_SOURCE, mmsa_published_name, sha256_file
+
+    digest = sha256_file(path, progress=True)
+    return {"sha256": digest, "mmsa_published": mmsa_published_name(digest), "mmsa_source": MMSA_SOURCE}
+
+
 def inspect_summary(data: MMSAData) -> dict[str, Any]:
+    fs = data.feature_set
     return {
         "path": data.path,
+        "feature_set": {k: fs.get(k) for k in ("id", "fingerprint", "audio_dim", "vision_dim")} if fs else None,
         "dataset": data.dataset,
         "dataset_label": data.dataset_label,
         "label_range": list(data.label_range),
@@ -87,6 +97,13 @@ def _render(summary: dict[str, Any]) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if "sha256" in summary:
+        known = summary["mmsa_published"]
+        match = (f"[green]matches MMSA's published {known}[/]" if known
+                 else f"not one of the files MMSA publishes hashes for ({summary['mmsa_source']})")
+        console.print(f"sha256 {summary['sha256']}  {match}", highlight=False, soft_wrap=True)
+    if summary.get("feature_set"):
+        console.print(f"feature set {summary['feature_set']['id']} (written by deepmlf features extract)", highlight=False)
     splits = summary["splits"]
     table = Table(title="splits", title_justify="left")
     table.add_column("")
@@ -140,9 +157,10 @@ def inspect(
         False, "--unlabelled", help="Accept a file for prediction: any subset of splits, labels optional."
     ),
 ) -> None:
-    """Validate an MMSA pickle and show per split: sizes, feature dims, frame lengths, labels, repairs."""
+    """Validate an MMSA pickle and show its SHA-256 (matched against the hashes MMSA publishes) and per
+    split: sizes, feature dims, frame lengths, labels, repairs."""
     data = load_mmsa(path, dataset=dataset.value if dataset else None, require_labels=not unlabelled)
-    summary = inspect_summary(data)
+    summary = {**inspect_summary(data), **file_identity(path)}
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))
     else:

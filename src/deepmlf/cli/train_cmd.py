@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ..config import Config, config_from_dict, load_config, read_yaml, apply_overrides
 from ..errors import ConfigError
-from ..io import write_json
+from ..io import write_json, write_text
 from . import app
 from .common import console, friendly_errors
 
@@ -154,14 +154,58 @@ def evaluate_cmd(
 @app.command("predict")
 @friendly_errors
 def predict_cmd(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A best.pt written by `deepmlf train`."),
-    data: str = typer.Option(..., "--data", "-d", help="MMSA pickle (labels optional)."),
-    out: Path = typer.Option(..., "--out", "-o", help="CSV to write: id, label, y_o, y_t, y_av, y_f."),
-    split: str = typer.Option("test", "--split", help="train, valid or test."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A best.pt written by `deepmlf train` (or a run dir / export folder)."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="MMSA pickle (labels optional)."),
+    video: Optional[list[Path]] = typer.Option(None, "--video", "-v", help="A clip or a folder of clips (repeatable): "
+                                               "extracted with the checkpoint's own feature set."),
+    text: Optional[str] = typer.Option(None, "--text", help="Transcript of the (single) --video; default: speech recognition."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV to write: id, label, y_o, y_t, y_av, y_f "
+                                       "(required with --data)."),
+    split: str = typer.Option("test", "--split", help="train, valid or test (with --data)."),
 ) -> None:
     """Per-sample predictions of a trained checkpoint: the task head y_o and the text, AV and
-    fusion heads (y_f = mean over fusion tokens), one row per id."""
-    from ..train import predict
+    fusion heads (y_f = mean over fusion tokens), one row per id; on an MMSA pickle (--data) or on
+    raw clips (--video), printed as a table with the transcript and, if the model has one, the rationale."""
+    if (data is None) == (not video):
+        raise ConfigError("pass either --data PICKLE (with --out CSV) or --video CLIP_OR_FOLDER")
+    if data is not None:
+        from ..train import predict
 
-    frame = predict(checkpoint, data, split, out)
-    console.print(f"{len(frame)} predictions -> {out}")
+        if out is None:
+            raise ConfigError("--data needs --out CSV: where to write the predictions")
+        frame = predict(checkpoint, data, split, out)
+        console.print(f"{len(frame)} predictions -> {out}")
+        return
+    _predict_videos(checkpoint, video or [], text, out)
+
+
+def _predict_videos(checkpoint: Path, sources: list[Path], text: Optional[str], out: Optional[Path]) -> None:
+    import pandas as pd
+
+    from .. import load
+    from ..features.sources import discover
+
+    clips, _ = discover(sources)
+    if text is not None and len(clips) != 1:
+        raise ConfigError(f"--text gives one transcript, but --video names {len(clips)} clips")
+    model = load(checkpoint)
+    preds = model.predict_videos([c.path for c in clips], texts=[text] * len(clips))
+    table = Table(title=f"{checkpoint} ({(model.feature_set or {}).get('id')}) on {len(preds)} clip(s)")
+    heads = [h for h in ("y_t", "y_av", "y_f") if any(h in p.heads for p in preds)]
+    for col in ("clip", "score", *heads, "faces", "transcript"):
+        table.add_column(col, justify="right" if col not in ("clip", "transcript") else "left")
+    rationale = any(p.rationale for p in preds)
+    if rationale:
+        table.add_column("rationale")
+    for p in preds:
+        found, total = p.face_frames or (0, 0)
+        row = [p.id, f"{p.score:+.3f}", *(f"{p.heads[h]:+.3f}" for h in heads), f"{found}/{total}",
+               f"{p.text} [{p.text_source}]"]
+        table.add_row(*row, *([p.rationale or ""] if rationale else []))
+    console.print(table)
+    if out is not None:
+        rows = [{"id": p.id, "score": p.score, **p.heads, "face_frames": (p.face_frames or (0, 0))[0],
+                 "frames": (p.face_frames or (0, 0))[1], "duration_s": p.duration_s, "text": p.text,
+                 "text_source": p.text_source, "rationale": p.rationale} for p in preds]
+        write_text(out, pd.DataFrame(rows).to_csv(index=False))
+        console.print(f"{len(rows)} predictions -> {out}")

@@ -35,6 +35,7 @@ STANDARD_DIMS: dict[str, tuple[int, int]] = {"mosi": (5, 20), "mosei": (74, 35),
 MOSI_LIKE = "mosi/mosei-like"  # what an unidentified file with [-3, 3] labels is reported as
 
 _MODALITIES = ("audio", "vision")
+FEATURE_SET_KEY = "feature_set"  # top-level record of `deepmlf features extract` (deepmlf.features.registry)
 _USED_KEYS = ("raw_text", "audio", "vision", "audio_lengths", "vision_lengths", "regression_labels", "id")
 _CHUNK = 256  # samples per chunk when scanning features: bounds temporary masks on multi-GB MOSEI arrays
 _PROGRESS_MIN_BYTES = 256 * 2**20  # show a read progress bar for files at least this large
@@ -105,12 +106,15 @@ class MMSAData(dict):
         dataset: str | None,
         label_range: tuple[float, float],
         notes: list[str],
+        feature_set: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(splits)
         self.path = path
         self.dataset = dataset
         self.label_range = label_range
         self.notes = notes
+        # What made the features (`deepmlf features extract` records it; None for MMSA's own files).
+        self.feature_set = feature_set
 
     @property
     def splits(self) -> dict[str, Split]:
@@ -177,7 +181,8 @@ def mmsa_from_dict(
         )
 
     notes: list[str] = []
-    other_top = [k for k in keys if k not in SPLITS]
+    feature_set = _feature_set(obj.get(FEATURE_SET_KEY), source, notes)
+    other_top = [k for k in keys if k not in SPLITS and k != FEATURE_SET_KEY]
     if other_top:
         notes.append(f"ignored top-level keys: {', '.join(other_top)}")
     splits = {name: _parse_split(obj[name], name, source, require_labels, notes) for name in present}
@@ -192,7 +197,18 @@ def mmsa_from_dict(
     label_range = LABEL_RANGES[dataset] if dataset else LABEL_RANGES["mosi"]
     for split in splits.values():
         _check_label_range(split, source, dataset, label_range)
-    return MMSAData(splits, path=source, dataset=dataset, label_range=label_range, notes=notes)
+    return MMSAData(splits, path=source, dataset=dataset, label_range=label_range, notes=notes, feature_set=feature_set)
+
+
+def _feature_set(meta: Any, source: str, notes: list[str]) -> dict[str, Any] | None:
+    """The top-level `feature_set` record of an extracted pickle (MMSA ignores the key)."""
+    if meta is None:
+        return None
+    if not isinstance(meta, Mapping) or not isinstance(meta.get("id"), str) or not isinstance(meta.get("fingerprint"), str):
+        raise DataError(f"{source}: key 'feature_set': expected the dict `deepmlf features extract` writes "
+                        f"(with 'id' and 'fingerprint'); found {type(meta).__name__}")
+    notes.append(f"features from feature set {meta['id']} (audio {meta.get('audio_dim')}-d, vision {meta.get('vision_dim')}-d)")
+    return dict(meta)
 
 
 # --------------------------------------------------------------------------------------- reading

@@ -90,7 +90,8 @@ def resolve_mixed_precision(mode: str) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
-def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
+def make_accelerator(mixed_precision: str, grad_accum: int, *, log_with: list[str] | None = None,
+                     project_dir: str | Path | None = None) -> Accelerator:
     mp = resolve_mixed_precision(mixed_precision)
     state = AcceleratorState._shared_state
     if state and state.get("_mixed_precision") not in (None, mp):
@@ -99,7 +100,10 @@ def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
         AcceleratorState._reset_state()
     # DDP (several processes) needs no find_unused_parameters: every trainable parameter of both
     # stages is in each step's graph (a λ=0 term still is; frozen parts do not require grad).
-    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=grad_accum, cpu=use_cpu())
+    if not log_with:
+        return Accelerator(mixed_precision=mp, gradient_accumulation_steps=grad_accum, cpu=use_cpu())
+    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=grad_accum, cpu=use_cpu(),
+                       log_with=list(log_with), project_dir=str(project_dir) if project_dir is not None else None)
 
 
 def _n_batches(loader: Iterable, limit: int | None) -> int:

@@ -58,7 +58,8 @@ STAGE1_DIR = "stage1"
 STAGE1_KEY_METRIC = "Loss"  # the authors' BI_ENC selects on validation L1
 _AV_GROUPS = ("av", "av_no_decay")
 # Settings that may differ between invocations on one run dir without changing what is trained.
-_NOT_COMPARED = ("train.seeds", "data.path", "data.num_workers", "data.eval_batch_size")
+_NOT_COMPARED = ("train.seeds", "data.path", "data.num_workers", "data.eval_batch_size", "train.log_with")
+TRACKING_DIR = "tracking"  # accelerate trackers (train.log_with) write under RUN_DIR/tracking/seed-S
 
 console = Console(stderr=True)
 
@@ -180,6 +181,53 @@ def _write_config(cfg: Config, run_dir: Path) -> None:
     write_json(run_dir / TASK_FILE, MSATask.of_config(cfg).spec())
 
 
+def _write_env(cfg: Config, run_dir: Path, data: MMSAData) -> None:
+    """env.json: packages, torch/CUDA, device, git commit, data SHA-256, command line (deepmlf.envinfo)."""
+    import torch
+
+    from ..envinfo import environment_record, write_env_record
+
+    device = "cuda" if torch.cuda.is_available() and not _forced_cpu() else "cpu"
+    record = environment_record(data_path=cfg.data.path, feature_set=getattr(data, "feature_set", None),
+                                device=f"{device} x{process_info()[1]}")
+    write_env_record(run_dir, record)
+
+
+def _forced_cpu() -> bool:
+    from .distributed import use_cpu
+
+    return bool(use_cpu())
+
+
+def _feature_set_meta(data: MMSAData) -> dict[str, Any]:
+    """Checkpoint key `feature_set`: what extracted the training features (absent for MMSA's own files)."""
+    fs = getattr(data, "feature_set", None)
+    return {"feature_set": fs} if fs else {}
+
+
+class _Tracking:
+    """accelerate trackers for one seed (train.log_with): each epoch's history record, flattened."""
+
+    def __init__(self, accelerator: Accelerator, cfg: Config, seed: int) -> None:
+        self.accelerator = accelerator
+        self.on = bool(cfg.train.log_with)
+        if self.on:
+            hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in _flat(cfg.to_dict()).items()}
+            accelerator.init_trackers(f"seed-{seed}", config=hparams)
+
+    def callback(self, stage: str) -> EpochCallback:
+        def log(record: dict[str, Any]) -> None:
+            if self.on:
+                values = {f"{stage}/{k}": v for k, v in _flat(record).items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch", "step")}
+                self.accelerator.log(values, step=int(record["epoch"]))
+        return log
+
+    def end(self) -> None:
+        if self.on:
+            self.accelerator.end_training()
+
+
 # ----------------------------------------------------------------------------- stage 1
 
 
@@ -191,7 +239,7 @@ def _stage1_finished(stage_dir: Path) -> bool:
 
 
 def run_stage1(cfg: Config, data: MMSAData, seed: int, stage_dir: Path, *, accelerator: Accelerator,
-               resume: bool, progress: bool) -> Path:
+               resume: bool, progress: bool, callbacks: Iterable[EpochCallback] = ()) -> Path:
     """Pre-train the AV encoder (AV regressor, L1) for one seed; returns the path of its best.pt."""
     from ..model import build_av_regressor
 
@@ -228,11 +276,12 @@ def run_stage1(cfg: Config, data: MMSAData, seed: int, stage_dir: Path, *, accel
         max_steps=cfg.train.max_steps,
         limit_batches=cfg.train.limit_batches,
         checkpoint_meta={"config": cfg.to_dict(), "audio_dim": train.audio_dim, "vision_dim": train.vision_dim},
-        best_extras=lambda: {"stage": "stage1", "av_encoder": {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()}},
+        best_extras=lambda: {"stage": "stage1", "av_encoder": {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()},
+                             **_feature_set_meta(data)},
     )
     stage.plateau = build_plateau(stage.optimizer, p)
     fit(stage, _train_loader(cfg, train, tok, seed), _eval_loader(cfg, valid, tok), stage_dir,
-        accelerator=accelerator, resume=resume, progress=progress)
+        accelerator=accelerator, resume=resume, progress=progress, callbacks=callbacks)
     if not best.exists():  # every validation was NaN
         raise CheckpointError(f"stage 1 of seed {seed} produced no best checkpoint ({stage_dir}/history.jsonl)")
     return best
@@ -293,7 +342,7 @@ def run_stage2(cfg: Config, data: MMSAData, seed: int, seed_dir: Path, *, accele
         max_steps=t.max_steps,
         limit_batches=t.limit_batches,
         checkpoint_meta={"config": cfg.to_dict(), "audio_dim": train.audio_dim, "vision_dim": train.vision_dim},
-        best_extras=lambda: {"stage": "stage2"},
+        best_extras=lambda: {"stage": "stage2", **_feature_set_meta(data)},
     )
     result = fit(stage, train_loader, _eval_loader(cfg, valid, tokenizer), seed_dir,
                  accelerator=accelerator, resume=resume, progress=progress, callbacks=callbacks)
@@ -336,15 +385,19 @@ def train_seed(cfg: Config, data: MMSAData, seed: int, run_dir: Path, *, resume:
         return json.loads((seed_dir / "test_metrics.json").read_text())
     seed_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    accelerator = make_accelerator(cfg.train.mixed_precision, cfg.train.grad_accum)
-
-    stage1_ckpt = None
-    if needs_stage1(cfg):
-        stage1_ckpt = run_stage1(cfg, data, seed, seed_dir / STAGE1_DIR, accelerator=accelerator, resume=resume,
-                                 progress=progress)
-    cfg2 = _stage2_config(cfg, stage1_ckpt)
-    model, tokenizer, result = run_stage2(cfg2, data, seed, seed_dir, accelerator=accelerator, resume=resume,
-                               progress=progress, callbacks=callbacks)
+    accelerator = make_accelerator(cfg.train.mixed_precision, cfg.train.grad_accum, log_with=cfg.train.log_with,
+                                   project_dir=run_dir / TRACKING_DIR)
+    tracking = _Tracking(accelerator, cfg, seed)
+    try:
+        stage1_ckpt = None
+        if needs_stage1(cfg):
+            stage1_ckpt = run_stage1(cfg, data, seed, seed_dir / STAGE1_DIR, accelerator=accelerator, resume=resume,
+                                     progress=progress, callbacks=[tracking.callback("stage1")])
+        cfg2 = _stage2_config(cfg, stage1_ckpt)
+        model, tokenizer, result = run_stage2(cfg2, data, seed, seed_dir, accelerator=accelerator, resume=resume,
+                                              progress=progress, callbacks=[*callbacks, tracking.callback("stage2")])
+    finally:
+        tracking.end()
 
     preds = _test_outputs(model, cfg, data, tokenizer, accelerator)
     task = MSATask.of_config(cfg)
@@ -422,6 +475,7 @@ def train_run(cfg: Config, run_dir: str | Path, *, resume: bool = False, progres
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_config(cfg, run_dir)
+        _write_env(cfg, run_dir, data)
     wait_for_everyone()
     callbacks = list(callbacks)
     for seed in cfg.train.seeds:  # at least one (TrainConfig.seeds)
@@ -442,6 +496,7 @@ def pretrain_av(cfg: Config, run_dir: str | Path, *, resume: bool = False, progr
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_config(cfg, run_dir)
+        _write_env(cfg, run_dir, data)
     wait_for_everyone()
     out = {}
     for seed in cfg.train.seeds:
@@ -461,11 +516,21 @@ class LoadedCheckpoint:
     tokenizer: Any
     stage: str  # "stage1" (AV regressor) or "stage2" (the model of model.arch)
     checkpoint: dict[str, Any]
+    path: Path | None = None  # where it was read from
+
+    @property
+    def feature_set(self) -> dict[str, Any] | None:
+        """The feature set the training features came from (None: MMSA's or other unrecorded features)."""
+        return self.checkpoint.get("feature_set")
 
 
 def load_model_from_checkpoint(ckpt_path: str | Path) -> LoadedCheckpoint:
     """Rebuild the model a best.pt was trained as (config + backbone name stored in it) and load its weights."""
-    ckpt = load_best(ckpt_path)
+    return model_from_checkpoint_dict(load_best(ckpt_path), ckpt_path)
+
+
+def model_from_checkpoint_dict(ckpt: dict[str, Any], ckpt_path: str | Path) -> LoadedCheckpoint:
+    """`load_model_from_checkpoint` for a best.pt-layout dict already in memory (also an exported model's)."""
     cfg = config_from_dict(ckpt["config"], f"config stored in {ckpt_path}")
     stage = ckpt.get("stage", "stage1" if "av_encoder" in ckpt else "stage2")
     if stage == "stage1":
@@ -485,12 +550,16 @@ def load_model_from_checkpoint(ckpt_path: str | Path) -> LoadedCheckpoint:
     except CheckpointError as e:
         raise CheckpointError(f"{ckpt_path}: {e}") from None
     model.eval()
-    return LoadedCheckpoint(model=model, cfg=cfg, tokenizer=tokenizer, stage=stage, checkpoint=ckpt)
+    return LoadedCheckpoint(model=model, cfg=cfg, tokenizer=tokenizer, stage=stage, checkpoint=ckpt, path=Path(ckpt_path))
 
 
 def _checkpoint_split(loaded: LoadedCheckpoint, data_path: str | Path, split: str, *, require_labels: bool) -> Split:
+    from ..features.registry import check_same_feature_set
+
     cfg = loaded.cfg
     data = load_mmsa(data_path, dataset=cfg.data.dataset, require_labels=require_labels)
+    check_same_feature_set(loaded.checkpoint.get("feature_set"), data.feature_set, expected_what=f"checkpoint {loaded.path}",
+                           got_what=str(data_path))
     s = data[split]
     want = (loaded.checkpoint["audio_dim"], loaded.checkpoint["vision_dim"])
     if (s.audio_dim, s.vision_dim) != want:
