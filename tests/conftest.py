@@ -48,3 +48,23 @@ def _one_thread_for_tiny_models(request):
         return
     with one_thread():
         yield
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 2-seed DeepMLF run (tiny-gpt2, one optimiser step per stage) on a toy MOSI-layout pickle."""
+    from deepmlf.config import load_config
+    from deepmlf.train import train_run
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    data = write_mmsa_pickle(root / "toy.pkl", n_per_split=(16, 8, 8), la=12, lv=10)
+    overrides = [
+        "model.backbone=tiny-gpt2", "model.mm_layers=[1,3]", "model.n_fusion=3", "model.n_heads=4",
+        "model.head_hidden=8", "model.av_encoder.d_av=6", "model.av_encoder.n_heads=2",
+        "model.av_encoder.n_layers=1", "model.av_encoder.av_len=5", "data.max_text_len=12", "data.batch_size=8",
+        "train.grad_accum=1", "train.max_epochs=1", "train.max_steps=1", "train.mixed_precision=no",
+        "train.seeds=[1,2]", "pretrain.max_epochs=1", "pretrain.grad_accum=1", f"data.path={data}",
+    ]
+    with one_thread():
+        train_run(load_config(overrides=overrides), root / "run", progress=False)
+    return root / "run"

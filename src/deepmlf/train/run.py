@@ -218,7 +218,7 @@ class _Tracking:
     def callback(self, stage: str) -> EpochCallback:
         def log(record: dict[str, Any]) -> None:
             if self.on:
-                values = {f"{stage}/{k}": v for k, v in _flat(record).items()
+                values = {f"{stage}/{k.replace('.', '/')}": v for k, v in _flat(record).items()
                           if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch", "step")}
                 self.accelerator.log(values, step=int(record["epoch"]))
         return log
