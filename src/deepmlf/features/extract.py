@@ -284,7 +284,6 @@ def extract_features(
     clips, layout = discover([Path(s) for s in sources], split=split)
     vocab = find_bert_vocab(bert_vocab)
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir(out)
-    cache = ClipCache(cache_root)
     results: dict[int, ClipFeatures] = {}
     failures: list[tuple[Clip, str]] = []
     bar = tqdm(total=len(clips), desc=f"extracting {fs.id}", unit="clip", disable=not progress, dynamic_ncols=True)
@@ -292,7 +291,7 @@ def extract_features(
         if workers <= 1:
             for i, clip in enumerate(clips):
                 try:
-                    results[i] = extract_clip(fs, clip, asr=asr, cache=cache)
+                    results[i] = _worker(fs, clip, asr, str(cache_root))
                 except DataError as e:
                     failures.append((clip, str(e)))
                 bar.update(1)

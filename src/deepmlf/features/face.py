@@ -161,4 +161,9 @@ class FaceFER:
     def extract_file(self, path) -> tuple[np.ndarray, np.ndarray]:
         from .media import read_gray_frames
 
-        return self.extract_frames(read_gray_frames(path, fps=self.fps, max_side=self.decode_side))
+        try:
+            return self.extract_frames(read_gray_frames(path, fps=self.fps, max_side=self.decode_side))
+        except DataError as e:
+            if str(path) in str(e):
+                raise
+            raise DataError(f"{path}: {e}") from None
