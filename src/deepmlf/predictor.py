@@ -211,9 +211,11 @@ class Predictor:
     # ------------------------------------------------------------------ pickles
     def predict_split(self, data: str | Path, split: str = "test") -> "Any":
         """Per-sample predictions on one split of an MMSA pickle: DataFrame id, label, y_o, y_t, y_av, y_f."""
+        from .tasks import MSATask
         from .train.run import _checkpoint_split, _predict_split
 
-        return _predict_split(self._loaded, _checkpoint_split(self._loaded, data, split, require_labels=False)).to_frame()
+        preds = _predict_split(self._loaded, _checkpoint_split(self._loaded, data, split, require_labels=False))
+        return preds.to_frame(MSATask.of_config(self.config))
 
 
 def load(path: str | Path) -> Predictor:
