@@ -6,10 +6,9 @@ Random weights (built in code, nothing downloaded) cost the same time and memory
 from __future__ import annotations
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from deepmlf.backbones.adapter import Backbone
-from deepmlf.backbones.tiny import byte_tokenizer
+from deepmlf.backbones.shaped import shaped_backbone
 from deepmlf.data.batch import Batch
 
 # (frames, dims) of audio and vision in the MMSA processed pickles (unaligned_50 / unaligned_39).
@@ -21,18 +20,13 @@ FEATURES = {
 
 
 def gpt2_base_shaped() -> Backbone:
-    """GPT2Config(): 12 layers, D=768, vocab 50257 (the `mosei-base` backbone's shape)."""
-    return Backbone(model=GPT2LMHeadModel(GPT2Config()).eval(), tokenizer=byte_tokenizer(), name="gpt2-base-shaped")
+    """GPT-2 base: 12 layers, D=768, vocab 50257 (the `mosei-base` backbone's shape)."""
+    return shaped_backbone("gpt2")
 
 
 def smollm2_135m_shaped() -> Backbone:
     """SmolLM2-135M: 30 layers, D=576, 9 heads, 3 kv heads, vocab 49152, tied embeddings."""
-    cfg = LlamaConfig(
-        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-        num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
-        rms_norm_eps=1e-5, rope_theta=100000.0, tie_word_embeddings=True,
-    )
-    return Backbone(model=LlamaForCausalLM(cfg).eval(), tokenizer=byte_tokenizer(), name="smollm2-135m-shaped")
+    return shaped_backbone("smollm2-135m")
 
 
 RANDOM_BACKBONES = {"gpt2-base": gpt2_base_shaped, "smollm2-135m": smollm2_135m_shaped}

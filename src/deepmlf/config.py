@@ -5,7 +5,9 @@ field here. `load_config` is the only way a YAML file plus `--set key=value` ove
 `Config`; everything below the CLI receives plain, already-validated objects.
 
 Checks that need the backbone (an `mm_layers` index against the layer count, head count against
-the width) live in `check_against_backbone`, called once by `build_model`.
+the width, text + fusion tokens against the position table) live in `check_against_backbone`; a
+run calls it before stage 1 on the backbone's config alone (`deepmlf.train.preflight`), and
+`build_model` again on the loaded backbone.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ def load_yaml(text: str) -> Any:
     """Parse YAML text for configs, sweep specs and --set values (yes/no/on/off stay strings)."""
     return yaml.load(text, Loader=_Yaml12BoolLoader)
 
-Dataset = Literal["mosi", "mosei", "sims"]
+Dataset = Literal["mosi", "mosei", "sims", "simsv2"]
+DATASET_INFER = "infer"  # data.dataset default: the file decides (deepmlf.data.corpora.infer_dataset)
 Tracker = Literal["tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab"]
-PRESETS = ("mosi", "mosei-base", "mosei-large", "sims", "demo")
+PRESETS = ("mosi", "mosei-base", "mosei-large", "sims", "simsv2", "demo")
 
 
 class _Strict(BaseModel):
@@ -50,11 +53,23 @@ class _Strict(BaseModel):
 
 class DataConfig(_Strict):
     path: str | None = None  # MMSA processed pickle (aligned_50.pkl / unaligned_50.pkl / unaligned_39.pkl)
-    dataset: Dataset = "mosi"  # decides label range and which MMSA metrics are reported
+    # Decides the label range and which MMSA metrics are reported. "infer": the file decides (feature
+    # dims, SIMS's regression_labels_T/A/V, label range) and the run says what it found; a named
+    # dataset is checked against the file, and a contradiction is an error naming both.
+    dataset: Literal["infer", "mosi", "mosei", "sims", "simsv2"] = DATASET_INFER
     max_text_len: int = Field(50, ge=2)  # right-pad/truncate transcripts to this many tokens (50 MOSI/MOSEI, 39 SIMS)
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(64, ge=1)
     num_workers: int = Field(0, ge=0)
+
+
+class SoftPermConfig(_Strict):
+    # The authors' AV SoftPerm (SoftPerm_Fast): SeqAug on the raw audio and raw vision frames, at every
+    # training step of both stages (no p_apply). Not in the paper; docs/authors-regularisers.md.
+    p_perm: float = Field(0.0, ge=0.0, le=1.0)  # fraction of feature channels taken from the permuted frames; 0 = off
+    # per_sample (ours): each sample's real frames are permuted among themselves, padding untouched;
+    # per_batch (authors): one permutation of all L frames, padding included, shared by the batch.
+    permutation: Literal["per_sample", "per_batch"] = "per_sample"
 
 
 class AVEncoderConfig(_Strict):
@@ -65,6 +80,7 @@ class AVEncoderConfig(_Strict):
     ffn_mult: int = Field(4, ge=1)  # FFN width = ffn_mult * d_av
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     batchnorm: bool = False  # BatchNorm1d on raw features before the projection (SIMS)
+    softperm: SoftPermConfig = Field(default_factory=SoftPermConfig)  # AV SoftPerm on raw frames (authors' code)
     # Table 8: where the stage-2 encoder starts and whether it keeps training.
     init: Literal["pretrain_tune", "pretrain_freeze", "random_tune"] = "pretrain_tune"
     checkpoint: str | None = None  # stage-1 checkpoint; None with a pretrain_* init -> stage 1 runs first
@@ -87,6 +103,9 @@ class AugmentConfig(_Strict):
     kind: Literal["seqaug", "dropout", "noise", "none"] = "seqaug"
     p_apply: float = Field(0.3, ge=0.0, le=1.0)  # probability that a batch is augmented at all
     p_perm: float = Field(0.2, ge=0.0, le=1.0)  # SeqAug: fraction of channels taken from the permuted sequence
+    # SeqAug's permutation: per_sample (ours) permutes each sample's real tokens, pads stay; per_batch
+    # (authors) draws one permutation of all T positions, pads included, for the whole batch.
+    permutation: Literal["per_sample", "per_batch"] = "per_sample"
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # `dropout` kind: embedding dropout probability
     noise_std: float = Field(0.1, ge=0.0)  # `noise` kind: Gaussian std relative to the embedding RMS
 
@@ -107,6 +126,9 @@ class ModelConfig(_Strict):
     av_encoder: AVEncoderConfig = Field(default_factory=AVEncoderConfig)
     head_hidden: int = Field(64, ge=1)  # task head g: Linear(2D+d_av -> head_hidden) -> BN -> ReLU -> Linear(->1)
     dtype: Literal["float32", "bfloat16"] = "float32"  # dtype of the frozen backbone weights
+    # The frozen backbone's own dropout (GPT-2: 0.1) in training. The authors' model.train() leaves it
+    # on; off (ours) keeps the backbone a fixed function, so "closed gates == the frozen LM" holds.
+    backbone_dropout: bool = False
 
     @field_validator("mm_layers")
     @classmethod
@@ -137,6 +159,11 @@ class TrainConfig(_Strict):
     grad_accum: int = Field(8, ge=1)  # mini-batches per optimiser step (32 x 8 = 256 in the authors' configs)
     warmup_epochs: float = Field(1.0, ge=0)  # linear warm-up, then cosine to min_lr
     min_lr: float = Field(1e-7, ge=0)
+    # cosine: one cosine from lr to min_lr at the end of max_epochs. cosine_restarts (authors): cosine
+    # with warm restarts of period (max_epochs + 1) epochs - warm-up (CosineAnnealingWarmRestarts).
+    lr_schedule: Literal["cosine", "cosine_restarts"] = "cosine"
+    # False (authors): max_epochs only shapes the schedule and training stops by early stopping alone.
+    stop_at_max_epochs: bool = True
     max_epochs: int = Field(15, ge=1)
     early_stop: int = Field(10, ge=1)  # epochs without validation improvement before stopping
     clip_grad: float | None = Field(5.0, gt=0)  # clip threshold on non-AV parameters; None disables
@@ -172,6 +199,11 @@ class PretrainConfig(_Strict):
     early_stop: int = Field(8, ge=1)
     plateau_patience: int = Field(10, ge=1)  # ReduceLROnPlateau(factor 0.1) on validation loss
     clip_grad: float | None = Field(1.0, gt=0)
+    # The stage-1 model's readout: masked mean of Z (ours) or its last real step (authors' BI_ENC).
+    readout: Literal["mean", "last"] = "mean"
+    # True (authors): stage 1 runs once (first seed) into RUN_DIR/stage1/ and every seed's stage 2
+    # starts from that one checkpoint; False: each seed pre-trains its own (seed-S/stage1/).
+    shared: bool = False
 
 
 class Config(_Strict):
@@ -216,11 +248,16 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str] | None) -> dict[s
 
 
 def preset_dict(name: str) -> dict[str, Any]:
-    """The raw dict of a built-in preset (see `deepmlf/presets/*.yaml`)."""
+    """The raw dict of a built-in preset (see `deepmlf/presets/*.yaml`).
+
+    A preset may derive from another by naming it (`preset: sims`): its keys override that one's.
+    """
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     text = resources.files("deepmlf.presets").joinpath(f"{name}.yaml").read_text()
-    return load_yaml(text) or {}
+    tree = load_yaml(text) or {}
+    base = tree.pop("preset", None)
+    return _deep_merge(preset_dict(base), tree) if base else tree
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -282,8 +319,13 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-def check_against_backbone(cfg: ModelConfig, *, n_layers: int, hidden_size: int) -> None:
-    """Checks that need the loaded backbone; raises ConfigError naming the key."""
+def check_against_backbone(cfg: ModelConfig, *, n_layers: int, hidden_size: int, max_positions: int | None = None,
+                           max_text_len: int | None = None) -> None:
+    """Checks that need the backbone's config; raises ConfigError naming the key.
+
+    max_positions: the backbone's learned position table (GPT-2 n_positions; None = no hard cap);
+    the padded text and the fusion tokens behind it must fit in it.
+    """
     bad = [i for i in cfg.mm_layers if i >= n_layers]
     if bad:
         raise ConfigError(
@@ -293,4 +335,9 @@ def check_against_backbone(cfg: ModelConfig, *, n_layers: int, hidden_size: int)
     if hidden_size % cfg.n_heads:
         raise ConfigError(
             f"model.n_heads={cfg.n_heads} must divide the backbone width {hidden_size} ({cfg.backbone!r})"
+        )
+    if max_positions is not None and max_text_len is not None and max_text_len + cfg.n_fusion > max_positions:
+        raise ConfigError(
+            f"data.max_text_len={max_text_len} + model.n_fusion={cfg.n_fusion} tokens exceed the "
+            f"{max_positions} positions of backbone {cfg.backbone!r}"
         )

@@ -12,7 +12,8 @@ MOSI / MOSEI (labels in [-3, 3]):
                              (round half to even: 0.5 -> 0, 1.5 -> 2, -2.5 -> -2), then equality.
   MAE                        mean |pred - label| (unclipped).
   Corr                       Pearson correlation (`np.corrcoef`) of the unclipped values.
-SIMS (labels in [-1, 1]): preds and labels are first clipped to [-1, 1] (MAE and Corr too); bins
+SIMS and SIMSv2 (labels in [-1, 1]; mmsa 2.2.1's metricsTop has no SIMSV2 entry, and the SIMS
+function is the one that fits CH-SIMS v2's labels): preds and labels are first clipped to [-1, 1] (MAE and Corr too); bins
 are left-open, right-closed: Mult_acc_2 {[-1, 0], (0, 1]}, Mult_acc_3 {[-1, -0.1], (-0.1, 0.1],
 (0.1, 1]}, Mult_acc_5 {[-1, -0.7], (-0.7, -0.1], (-0.1, 0.1], (0.1, 0.7], (0.7, 1]};
 F1_score is the weighted F1 on the two Mult_acc_2 bins.
@@ -42,7 +43,7 @@ from .errors import ConfigError
 
 # Which of MMSA's two metric sets scores each dataset: the one place a new MSA corpus is added
 # (its label range, report bins and table columns all follow from this entry).
-METRIC_SET: dict[str, str] = {"mosi": "mosi", "mosei": "mosi", "sims": "sims"}
+METRIC_SET: dict[str, str] = {"mosi": "mosi", "mosei": "mosi", "sims": "sims", "simsv2": "sims"}
 DATASETS = tuple(METRIC_SET)
 
 MOSI_KEYS = ("Has0_acc_2", "Has0_F1_score", "Non0_acc_2", "Non0_F1_score", "Mult_acc_5", "Mult_acc_7", "MAE", "Corr")
@@ -75,7 +76,7 @@ def msa_metrics(preds: Any, labels: Any, dataset: str) -> dict[str, float]:
     """MMSA's regression metrics of `preds` against `labels` (see the module docstring).
 
     preds, labels: numpy arrays, lists or torch tensors of any shape holding N values.
-    dataset: "mosi", "mosei" or "sims" (any case); decides the metric set.
+    dataset: "mosi", "mosei", "sims" or "simsv2" (any case); decides the metric set.
     Accuracies and F1 are fractions in [0, 1], as in MMSA. Raises ValueError (ConfigError for an
     unknown dataset) when the sizes differ, there are no samples, or a label is NaN.
     """

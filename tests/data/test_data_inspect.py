@@ -51,13 +51,14 @@ def test_json_holds_the_facts_of_every_split(mmsa_pickle):
 
 
 def test_json_histogram_repairs_and_notes(tmp_path):
-    raw = make_mmsa_dict(n_per_split=(8, 4, 4))
+    mosei_dims = {"audio_dim": 74, "vision_dim": 35}  # MOSEI's standard features, as --dataset says
+    raw = make_mmsa_dict(n_per_split=(8, 4, 4), **mosei_dims)
     labels = np.array([-3, -2.6, -2.5, -0.5, 0.5, 1.5, 2.5, 3], np.float32)
     audio = raw["train"]["audio"].copy()
     audio[0, 0, :2] = -np.inf
     path = write_mmsa_pickle(
         tmp_path / "f.pkl", n_per_split=(8, 4, 4), train__regression_labels=labels, train__audio=audio,
-        train__vision_lengths=None,
+        train__vision_lengths=None, **mosei_dims,
     )
     out = _json(str(path), "--dataset", "mosei")
     assert out["dataset"] == "mosei"
@@ -101,7 +102,7 @@ def test_human_output_shows_sizes_dims_classes_and_notes(mmsa_pickle):
     assert any([c.strip() for c in line.split("│")[1:5]] == ["audio dim", "5", "5", "5"] for line in lines)
     assert any([c.strip() for c in line.split("│")[1:5]] == ["vision frames (L)", "40", "40", "40"] for line in lines)
     assert "label classes (Acc7)" in out
-    assert "dataset inferred as mosi from the feature dims (audio 5, vision 20)" in out
+    assert "dataset inferred as mosi: labels reach -3 (outside CH-SIMS's [-1, 1]); feature dims (audio 5, vision 20)" in out
 
 
 def test_bad_file_exits_2_with_the_message(tmp_path):

@@ -141,11 +141,15 @@ def test_prediction_files_may_hold_any_split_and_no_labels(tmp_path):
 
 def test_dataset_inference(tmp_path):
     sims = load_mmsa(_write(tmp_path, "s.pkl", dataset="sims", audio_dim=33, vision_dim=709, n_per_split=(4, 2, 2), lv=5))
-    assert sims.dataset == "sims" and sims.label_range == (-1.0, 1.0)
-    assert "dataset inferred as sims from the feature dims (audio 33, vision 709)" in sims.notes
-    # SIMS dims with MOSI-range labels: not SIMS.
+    assert sims.dataset == "sims" and sims.label_range == (-1.0, 1.0) and sims.family == "sims"
+    assert (
+        "dataset inferred as sims: it holds regression_labels_T/A/V (CH-SIMS's unimodal labels); "
+        "feature dims (audio 33, vision 709) are the standard CH-SIMS features"
+    ) in sims.notes
+    # SIMS dims with MOSI-range labels: not SIMS (the label range outranks the dims, and says so).
     odd = load_mmsa(_write(tmp_path, "o.pkl", dataset="mosi", audio_dim=33, vision_dim=709, n_per_split=(4, 2, 2), lv=5))
-    assert odd.dataset is None and odd.dataset_label == "mosi/mosei-like"
+    assert odd.dataset is None and odd.dataset_label == "mosi/mosei-like" and odd.family == "mosi"
+    assert any("set aside: feature dims (audio 33, vision 709) are the standard CH-SIMS features" in n for n in odd.notes)
     mosei = load_mmsa(_write(tmp_path, "m.pkl", dataset="mosei", audio_dim=74, vision_dim=35, n_per_split=(4, 2, 2)))
     assert mosei.dataset == "mosei"
     custom = load_mmsa(_write(tmp_path, "c.pkl", audio_dim=7, vision_dim=9))

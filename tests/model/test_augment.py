@@ -81,3 +81,39 @@ def test_dropout_and_noise_kinds_perturb_in_training():
     delta = noise(x, mask) - x
     rms = x.pow(2).mean().sqrt()
     assert 0.05 * rms < delta.std() < 0.2 * rms
+
+
+def test_seqaug_per_batch_permutation_is_shared_and_includes_pads():
+    """The authors' SeqAug: one π of all T positions for the whole batch, pads included."""
+    torch.manual_seed(3)
+    x = torch.randn(3, 6, 16)
+    mask = _mask([6, 2, 4], 6)
+    torch.manual_seed(4)
+    perm = torch.randperm(6)  # seqaug draws the permutation first
+    torch.manual_seed(4)
+    out = seqaug(x, mask, 1.0, permutation="per_batch")  # every channel swapped
+    assert torch.equal(out, x[:, perm])  # the same π for every sample, pad rows moved like real ones
+
+
+def test_av_softperm_keeps_each_samples_real_frames_and_leaves_padding():
+    """SoftPerm on raw frames (per sample): per channel, the values over a sample's real frames are a
+    permutation of the originals, and its padding frames are untouched."""
+    from deepmlf.model.augment import FrameSoftPerm
+
+    torch.manual_seed(0)
+    lengths = torch.tensor([9, 4, 1, 6])
+    x = torch.randn(4, 9, 5) * _mask(lengths.tolist(), 9)[..., None]  # zero padding after each length
+    softperm = FrameSoftPerm(p_perm=0.5).train()
+    moved = 0
+    for _ in range(10):
+        out = softperm(x, lengths)
+        for b, n in enumerate(lengths.tolist()):
+            assert torch.equal(out[b, n:], x[b, n:])  # padding untouched
+            assert torch.equal(out[b, :n].sort(dim=0).values, x[b, :n].sort(dim=0).values)  # same values per channel
+        moved += int(not torch.equal(out, x))
+    assert moved > 0
+    full = FrameSoftPerm(p_perm=1.0).train()(x, lengths)  # every channel swapped: whole frames permuted
+    for b, n in enumerate(lengths.tolist()):
+        assert {tuple(r.tolist()) for r in full[b, :n]} == {tuple(r.tolist()) for r in x[b, :n]}
+    assert torch.equal(softperm.eval()(x, lengths), x)  # training only
+    assert torch.equal(FrameSoftPerm(p_perm=0.0).train()(x, lengths), x)

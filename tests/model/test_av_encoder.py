@@ -107,6 +107,38 @@ def test_av_regressor_output_and_loss():
     assert model(b).loss is None
 
 
+def test_stage1_readout_last_reads_the_last_real_step():
+    """pretrain.readout=last (authors' BI_ENC): the head reads Z at each sample's last real step."""
+    from deepmlf.model.av_encoder import last_real_step
+
+    z = torch.arange(24, dtype=torch.float32).view(2, 4, 3)
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    assert last_real_step(z, mask).tolist() == [z[0, 2].tolist(), z[1, 0].tolist()]
+    cfg = small_config()
+    cfg.pretrain.readout = "last"
+    model = build_av_regressor(cfg, AUDIO_DIM, VISION_DIM).eval()
+    b = make_batch()
+    enc = model.encoder.encode_batch(b)
+    expected = model.head(last_real_step(enc.z, enc.mask)).squeeze(-1)
+    torch.testing.assert_close(model(b).y_av, expected)
+    assert not torch.allclose(expected, model.head(masked_mean(enc.z, enc.mask)).squeeze(-1))
+
+
+def test_av_softperm_acts_in_training_of_both_stages_only():
+    """model.av_encoder.softperm: the encoder (shared by the stage-1 regressor and DeepMLF) permutes
+    raw frames in training; eval is unchanged, and p_perm 0 adds nothing."""
+    quiet = dict(dropout=0.0)
+    plain, permuting = _encoder(**quiet), _encoder(**quiet, softperm={"p_perm": 1.0})
+    b = make_batch()
+    args = (b.audio, b.audio_lengths, b.vision, b.vision_lengths)
+    torch.testing.assert_close(permuting(*args).z, plain(*args).z)  # eval: identical
+    assert plain.audio.softperm is None and set(plain.state_dict()) == set(permuting.state_dict())
+    torch.manual_seed(0)
+    assert not torch.allclose(permuting.train()(*args).z, plain.train()(*args).z)
+    regressor = build_av_regressor(small_config(av_encoder={"softperm": {"p_perm": 0.3}}), AUDIO_DIM, VISION_DIM)
+    assert regressor.encoder.vision.softperm.p_perm == 0.3
+
+
 def test_stage1_checkpoint_round_trip_and_errors(tmp_path):
     cfg = small_config()
     stage1 = build_av_regressor(cfg, AUDIO_DIM, VISION_DIM)

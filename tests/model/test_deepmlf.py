@@ -56,15 +56,25 @@ def test_next_token_targets():
     assert next_token_targets(ids, mask, 9).tolist() == [[6, 7, 9, 9], [6, 9, -100, -100], [9, -100, -100, -100]]
 
 
-def test_lm_loss_skipped_when_lambda_is_zero(new_backbone):
+def test_lm_logits_not_computed_when_lambda_is_zero(new_backbone):
+    """λ_LM = 0: the vocabulary projection never runs (lm_logits None, lm_head not called); the rest
+    of the output and the loss equal the λ_LM = 1 model's minus its LM term."""
     torch.manual_seed(0)
     cfg = small_config()
     cfg.loss.lambda_lm = 0.0
-    model = build_model(cfg, audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=new_backbone())
+    model = build_model(cfg, audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=new_backbone()).eval()
+    calls = []
+    model.lm.backbone.lm_head.register_forward_hook(lambda *args: calls.append(1))
     out = model(make_batch())
-    assert out.loss_terms["lm"].item() == 0.0
-    assert not out.lm_logits.requires_grad  # no graph kept for logits nobody trains on
-    assert out.loss.requires_grad
+    assert out.lm_logits is None and calls == []
+    assert out.loss_terms["lm"].item() == 0.0 and out.loss.requires_grad
+
+    torch.manual_seed(0)
+    with_lm = build_model(small_config(), audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=new_backbone()).eval()
+    ref = with_lm(make_batch())
+    assert ref.lm_logits.shape == (4, 7, with_lm.lm.backbone.vocab_size) and len(calls) == 0
+    torch.testing.assert_close(out.y_o, ref.y_o)
+    torch.testing.assert_close(out.loss, ref.loss - ref.loss_terms["lm"])
 
 
 def test_unlabelled_batches_have_no_loss(new_backbone):
@@ -106,6 +116,32 @@ def test_backbone_stays_in_eval_mode(new_backbone):
     assert isinstance(layer, DecoderLayerWithMM)
     assert model.training and layer.mm_block.training
     assert not layer.layer.training and not model.lm.backbone_model.training
+
+
+def test_backbone_dropout_switch():
+    """model.backbone_dropout (authors): GPT-2's own dropout (0.1) is active in training, so two
+    train-mode passes differ; eval passes equal those of the model without the switch."""
+    from deepmlf.backbones.tiny import tiny_gpt2
+
+    quiet = {"dropout": 0.0, "ffw": "off", "av_encoder": {"dropout": 0.0}}  # only the backbone's dropout can vary
+    models = {}
+    for on in (False, True):
+        torch.manual_seed(0)
+        models[on] = build_model(small_config(**quiet, backbone_dropout=on), audio_dim=AUDIO_DIM,
+                                 vision_dim=VISION_DIM, backbone=tiny_gpt2())
+    b = make_batch()
+    # Eval first: train passes would move the task head's BatchNorm statistics apart.
+    evals = [m.eval()(b) for m in (models[False], models[True], models[True])]
+    for out in evals[1:]:
+        torch.testing.assert_close(out.y_o, evals[0].y_o, rtol=0, atol=0)
+        torch.testing.assert_close(out.lm_logits, evals[0].lm_logits, rtol=0, atol=0)
+    for on, model in models.items():
+        model.train()
+        assert model.lm.backbone_model.training is on and model.lm.backbone.layers[0].layer.training is on
+        assert not any(p.requires_grad for p in model.lm.backbone_parameters())  # frozen either way
+        first, second = model(b), model(b)
+        assert torch.equal(first.y_o, second.y_o) is not on
+        assert torch.equal(first.lm_logits, second.lm_logits) is not on
 
 
 def test_text_head_does_not_see_audio_or_video(new_backbone):

@@ -179,3 +179,14 @@ def test_accumulated_step_equals_one_big_batch_and_partial_groups_are_means(tmp_
     accumulated = run(batches, 2, "a")  # groups: [b0, b1], [b2]
     manual = run([cat(batches[:2]), batches[2]], 1, "b")
     assert torch.allclose(accumulated, manual, atol=1e-6)
+
+
+def test_without_an_epoch_cap_only_early_stopping_ends_training(tmp_path):
+    """train.stop_at_max_epochs=false (authors): Stage.max_epochs None, so the stage runs on past any
+    max_epochs until early_stop epochs pass without improvement."""
+    torch.manual_seed(0)
+    model = FakeRegressor()
+    stage = _stage(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.0), max_epochs=None, early_stop=6)
+    res = fit(stage, fake_batches(3), fake_batches(2, seed=1), tmp_path, accelerator=make_accelerator("no", 2),
+              progress=False)
+    assert res.stop_reason == "early_stop" and res.epochs == 7 and res.best_epoch == 1

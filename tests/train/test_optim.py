@@ -112,3 +112,28 @@ def test_max_steps_shortens_the_cosine_and_bad_min_lr_is_rejected():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0)
     with pytest.raises(ConfigError, match="train.min_lr"):
         build_scheduler(opt, TrainConfig(lr=1e-4, min_lr=1e-3), steps_per_epoch=3)
+
+
+def test_authors_warm_restart_cosine_at_known_steps():
+    """lr_schedule=cosine_restarts: warm-up, then CosineAnnealingWarmRestarts(T_0=(max_epochs+1)·spe - warm-up,
+    eta_min=min_lr) — the same lrs as torch's own scheduler after the warm-up, restarting at lr."""
+    m = Toy()
+    cfg = TrainConfig(lr=1e-3, lr_av=2e-3, min_lr=1e-7, warmup_epochs=1, max_epochs=2, lr_schedule="cosine_restarts")
+    opt = build_optimizer(m, cfg, av_module=m.av_encoder)
+    sched = build_scheduler(opt, cfg, steps_per_epoch=4)  # warm-up 4 steps, period (2+1)*4-4 = 8
+    lrs = []
+    for _ in range(4 + 8 * 3):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:5] == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    ref_opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1e-3)
+    ref = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(ref_opt, T_0=8, eta_min=1e-7)
+    expected = []
+    for _ in range(8 * 3):
+        expected.append(ref_opt.param_groups[0]["lr"])
+        ref_opt.step()
+        ref.step()
+    assert lrs[4:] == pytest.approx(expected, rel=1e-6)
+    assert lrs[4] == lrs[12] == lrs[20] == pytest.approx(1e-3)  # each period restarts at lr
+    assert min(lrs[4:]) > 1e-7  # never reaches 0, whatever the epoch count

@@ -16,6 +16,7 @@ from deepmlf.train import evaluate_checkpoint, load_model_from_checkpoint, predi
 from deepmlf.train.checkpoint import load_best, load_last
 from deepmlf.train.run import _eval_loader, load_data
 from deepmlf.train.evaluate import collect_predictions
+from deepmlf.report.rundir import read_model_dir
 
 from .conftest import tiny_config
 
@@ -183,3 +184,22 @@ def test_a_registered_arch_trains_through_the_same_runner(fake_arch, tmp_path, t
 def test_unknown_arch_is_refused_before_any_data_is_read(tmp_path):
     with pytest.raises(ConfigError, match=r"model.arch='umca': unknown model architecture; known: deepmlf"):
         train_run(tiny_config(tmp_path / "absent.pkl", "model.arch=umca"), tmp_path / "r", progress=False)
+
+
+def test_authors_stage1_once_for_all_seeds_and_stopping_by_early_stopping_only(tmp_path, toy_pickle):
+    """pretrain.shared: one stage 1 (first seed) in RUN_DIR/stage1 initialises every seed's stage 2;
+    train.stop_at_max_epochs=false: stage 2 runs past max_epochs until early stopping."""
+    cfg = tiny_config(toy_pickle, "pretrain.shared=true", "train.seeds=[1,2]", "pretrain.max_epochs=1",
+                      "train.stop_at_max_epochs=false", "train.max_epochs=1", "train.early_stop=1",
+                      "train.limit_batches=1")
+    train_run(cfg, tmp_path / "run", progress=False)
+    run_dir = tmp_path / "run"
+    assert (run_dir / "stage1" / "best.pt").is_file()
+    assert not any((run_dir / f"seed-{s}" / "stage1").exists() for s in (1, 2))
+    assert len(read_jsonl(run_dir / "stage1" / "history.jsonl")) == 1  # trained once
+    for s in (1, 2):
+        stage2_cfg = load_best(run_dir / f"seed-{s}" / "best.pt")["config"]
+        assert stage2_cfg["model"]["av_encoder"]["checkpoint"] == str(run_dir / "stage1" / "best.pt")
+        done = json.loads((run_dir / f"seed-{s}" / "DONE").read_text())
+        assert done["stop_reason"] == "early_stop" and done["epochs"] >= 2  # past max_epochs=1
+        assert len(read_model_dir(run_dir / f"seed-{s}", "x").stage1_history) == 1  # the report finds it

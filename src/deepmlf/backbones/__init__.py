@@ -4,13 +4,14 @@
 `tiny-llama`), a model directory, a `.gguf` file or a repo id already in the Hugging Face cache.
 """
 
-from .adapter import FAMILIES, Backbone, Family, UnsupportedBackbone
+from .adapter import FAMILIES, Backbone, BackboneSpec, Family, UnsupportedBackbone, prepare_tokenizer
 from .loading import (
     BUILTIN_NAMES,
     BackboneInfo,
     Resolved,
     describe_backbone,
     hf_cache_dir,
+    inspect_backbone,
     list_backbones,
     load_backbone,
     resolve_backbone,
@@ -23,13 +24,16 @@ __all__ = [
     "TINY_NAMES",
     "Backbone",
     "BackboneInfo",
+    "BackboneSpec",
     "Family",
     "Resolved",
     "UnsupportedBackbone",
     "describe_backbone",
     "hf_cache_dir",
+    "inspect_backbone",
     "list_backbones",
     "load_backbone",
+    "prepare_tokenizer",
     "resolve_backbone",
     "tiny_backbone",
     "tiny_gpt2",

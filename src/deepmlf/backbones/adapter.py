@@ -55,12 +55,68 @@ class UnsupportedBackbone(BackboneError):
     pass
 
 
+def prepare_tokenizer(tokenizer: object, name: str) -> object:
+    """Give a tokenizer both an eos and a pad token (the authors' conventions), right padding.
+
+    GPT-2 / Llama tokenizers have an eos but no pad: pad = eos. BERT-style tokenizers (the SIMS
+    backbone uer/gpt2-chinese-cluecorpussmall ships a BertTokenizer) have [PAD] but no eos: eos =
+    pad = [PAD], so the last real token learns to predict [PAD] (authors-code-behaviour.md §1, §4).
+    """
+    eos, pad = getattr(tokenizer, "eos_token", None), getattr(tokenizer, "pad_token", None)
+    if eos is None and pad is None:
+        raise BackboneError(
+            f"backbone {name!r}: its tokenizer ({type(tokenizer).__name__}) has neither an eos nor a pad token; "
+            "deepmlf needs one to pad transcripts and as the LM loss's end-of-text target"
+        )
+    if pad is None:
+        tokenizer.pad_token = eos
+    elif eos is None:
+        tokenizer.eos_token = pad
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What the config is checked against, known without loading weights (`inspect_backbone`)."""
+
+    name: str
+    model_type: str
+    n_layers: int
+    hidden_size: int
+    max_positions: int | None  # learned position table size (GPT-2 n_positions); None = rotary, no hard cap
+    tokenizer: object  # prepared: eos and pad set (`prepare_tokenizer`)
+
+    @property
+    def eos_token_id(self) -> int:
+        return int(self.tokenizer.eos_token_id)
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    @classmethod
+    def from_hf_config(cls, config: object, tokenizer: object, name: str) -> "BackboneSpec":
+        model_type = getattr(config, "model_type", None)
+        if model_type not in FAMILIES:
+            raise UnsupportedBackbone(
+                f"backbone {name!r} has model_type {model_type!r}; supported: {', '.join(sorted(FAMILIES))}"
+            )
+        # GPT-2 has a learned table of n_positions; Llama-family rotary positions have no hard limit.
+        max_positions = getattr(config, "n_positions", None) if model_type == "gpt2" else None
+        return cls(
+            name=name, model_type=model_type, n_layers=int(config.num_hidden_layers),
+            hidden_size=int(config.hidden_size), max_positions=max_positions,
+            tokenizer=prepare_tokenizer(tokenizer, name),
+        )
+
+
 @dataclass
 class Backbone:
     """A loaded causal LM plus its tokenizer, with family-independent accessors."""
 
     model: nn.Module  # a transformers *ForCausalLM
-    tokenizer: object  # a transformers tokenizer with pad_token set
+    tokenizer: object  # a transformers tokenizer, eos and pad set by `prepare_tokenizer`
     name: str  # what the user asked for (built-in name or path)
     kind: str = "built-in"  # how it resolved: "built-in", "local", "hf-cache" or "gguf" (see loading.py)
     source: str = ""  # where the weights were read from (a directory or .gguf file; "" = built in code)
@@ -71,10 +127,7 @@ class Backbone:
             raise UnsupportedBackbone(
                 f"backbone {self.name!r} has model_type {mt!r}; supported: {', '.join(sorted(FAMILIES))}"
             )
-        if getattr(self.tokenizer, "pad_token", None) is None:
-            # Authors' convention: pad = eos, right padding.
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.tokenizer.padding_side = "right"
+        prepare_tokenizer(self.tokenizer, self.name)
 
     # ------------------------------------------------------------------ structure
     @property
@@ -130,6 +183,9 @@ class Backbone:
         for p in norm.parameters():
             p.requires_grad_(True)
         return norm.float()
+
+    def spec(self) -> BackboneSpec:
+        return BackboneSpec.from_hf_config(self.model.config, self.tokenizer, self.name)
 
     @property
     def n_parameters(self) -> int:

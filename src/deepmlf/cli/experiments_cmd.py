@@ -23,6 +23,7 @@ class DatasetChoice(str, Enum):
     mosi = "mosi"
     mosei = "mosei"
     sims = "sims"
+    simsv2 = "simsv2"
 
 
 _STATE_STYLE = {"done": "green", "partial": "yellow", "todo": "dim"}

@@ -21,7 +21,7 @@ from . import app
 from .common import console, friendly_errors
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (may name `preset:` itself).")
-PresetOpt = typer.Option(None, "--preset", "-p", help="Built-in preset: mosi, mosei-base, mosei-large, sims, demo.")
+PresetOpt = typer.Option(None, "--preset", "-p", help="Built-in preset: mosi, mosei-base, mosei-large, sims, simsv2, demo.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override one config key, e.g. --set model.n_fusion=16 (repeatable).")
 DataOpt = typer.Option(None, "--data", "-d", help="MMSA pickle (aligned_50.pkl / unaligned_50.pkl / unaligned_39.pkl) = data.path.")
 SeedsOpt = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 1111,1112,1113 (overrides train.seeds).")
@@ -66,7 +66,8 @@ def resolve_config(
 
 def _default_out(cfg: Config) -> Path:
     backbone = Path(cfg.model.backbone).name or "backbone"
-    return Path("runs") / f"{cfg.data.dataset}-{backbone}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dataset = cfg.data.dataset if cfg.data.dataset != "infer" else "run"  # the file decides it later
+    return Path("runs") / f"{dataset}-{backbone}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _out_dir(out: Optional[Path], resume: bool, cfg_factory) -> tuple[Config, Path]:

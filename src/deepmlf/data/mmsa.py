@@ -24,15 +24,20 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
+from .corpora import (
+    DATASETS,
+    FAMILY,
+    LABEL_RANGES,
+    LABEL_SLACK,
+    MOSI_LIKE,
+    STANDARD_DIMS,
+    UNIMODAL_LABEL_KEYS,
+    DatasetInference,
+    check_dataset,
+    infer_dataset,
+)
 
-DATASETS = ("mosi", "mosei", "sims")
 SPLITS = ("train", "valid", "test")
-# Sentiment score range of each corpus: MOSI/MOSEI annotate -3..3, CH-SIMS -1..1.
-LABEL_RANGES: dict[str, tuple[float, float]] = {"mosi": (-3.0, 3.0), "mosei": (-3.0, 3.0), "sims": (-1.0, 1.0)}
-LABEL_SLACK = 1e-6  # float32 round-off on labels stored as float64 averages
-# (audio dim, vision dim) of the standard MMSA features: COVAREP/Facet (MOSI, MOSEI), Librosa/OpenFace (SIMS).
-STANDARD_DIMS: dict[str, tuple[int, int]] = {"mosi": (5, 20), "mosei": (74, 35), "sims": (33, 709)}
-MOSI_LIKE = "mosi/mosei-like"  # what an unidentified file with [-3, 3] labels is reported as
 
 _MODALITIES = ("audio", "vision")
 FEATURE_SET_KEY = "feature_set"  # top-level record of `deepmlf features extract` (deepmlf.features.registry)
@@ -94,8 +99,9 @@ class MMSAData(dict):
     """The validated splits of one file (a `dict[str, Split]`) plus what the loader found out.
 
     `data["train"]` is the train `Split`; `notes` lists every repair and inference the loader made
-    (the load report); `dataset` is the corpus ("mosi", "mosei", "sims") or None when neither the
-    caller nor the file identified it (then labels are checked against [-3, 3]).
+    (the load report); `dataset` is the corpus ("mosi", "mosei", "sims", "simsv2") or None when
+    neither the caller nor the file identified it; `inference` is what the file itself shows (shared
+    by `data inspect` and training) and `family` its label range / metric set ("mosi" or "sims").
     """
 
     def __init__(
@@ -107,6 +113,7 @@ class MMSAData(dict):
         label_range: tuple[float, float],
         notes: list[str],
         feature_set: dict[str, Any] | None = None,
+        inference: DatasetInference | None = None,
     ) -> None:
         super().__init__(splits)
         self.path = path
@@ -115,6 +122,14 @@ class MMSAData(dict):
         self.notes = notes
         # What made the features (`deepmlf features extract` records it; None for MMSA's own files).
         self.feature_set = feature_set
+        self.inference = inference
+
+    @property
+    def family(self) -> str | None:
+        """"mosi" (labels in [-3, 3], MOSI/MOSEI metrics) or "sims" ([-1, 1]); None when undecided."""
+        if self.dataset is not None:
+            return FAMILY[self.dataset]
+        return self.inference.family if self.inference is not None else None
 
     @property
     def splits(self) -> dict[str, Split]:
@@ -122,8 +137,10 @@ class MMSAData(dict):
 
     @property
     def dataset_label(self) -> str:
-        """The corpus for display: its name, or "mosi/mosei-like" when unidentified."""
-        return self.dataset or MOSI_LIKE
+        """The corpus for display: its name, or "mosi/mosei-like" / "sims-like" when only the family is known."""
+        if self.dataset is not None:
+            return self.dataset
+        return "sims-like (CH-SIMS or v2)" if self.family == "sims" else MOSI_LIKE
 
     def __missing__(self, key: str) -> Split:
         raise MissingSplitError(f"{self.path}: no split {key!r}; the file holds: {', '.join(self) or 'none'}")
@@ -137,7 +154,8 @@ class MMSAData(dict):
 def load_mmsa(path: str | Path, *, dataset: str | None = None, require_labels: bool = True) -> MMSAData:
     """Read and validate an MMSA processed pickle.
 
-    dataset: "mosi", "mosei", "sims", or None to infer it from the feature dims and labels.
+    dataset: "mosi", "mosei", "sims", "simsv2", or None / "infer" to infer it from the file (`corpora.infer_dataset`);
+        a named dataset that the file contradicts is a DataError naming both.
     require_labels: True for training/evaluation (all three splits, each with `regression_labels`);
         False for prediction on new data (any non-empty subset of the splits; absent labels -> NaN).
     Raises DataError naming the file, split and key for anything that is not MMSA layout.
@@ -155,6 +173,8 @@ def mmsa_from_dict(
     Feature arrays that are already float32 are used in place (NaN/±inf replaced in place), so
     the caller's dict should not be reused for anything else.
     """
+    if dataset == "infer":  # config.DATASET_INFER: the file decides
+        dataset = None
     if dataset is not None and dataset not in DATASETS:
         raise ConfigError(f"dataset={dataset!r}: expected one of {', '.join(DATASETS)} (or None to infer it)")
     if not isinstance(obj, Mapping):
@@ -191,13 +211,18 @@ def mmsa_from_dict(
         notes.append(f"ignored keys (not used by deepmlf): {', '.join(ignored)}")
 
     _check_dims_agree(splits, source)
-    dataset, inference_note = _resolve_dataset(splits, dataset)
+    inference = _infer(splits, obj, present)
+    dataset, inference_note = _resolve_dataset(splits, dataset, inference)
     if inference_note:
         notes.append(inference_note)
-    label_range = LABEL_RANGES[dataset] if dataset else LABEL_RANGES["mosi"]
+    family = FAMILY[dataset] if dataset else inference.family
+    label_range = LABEL_RANGES["sims" if family == "sims" else "mosi"]
     for split in splits.values():
         _check_label_range(split, source, dataset, label_range)
-    return MMSAData(splits, path=source, dataset=dataset, label_range=label_range, notes=notes, feature_set=feature_set)
+    if dataset is not None:
+        check_dataset(dataset, inference, source)  # after the label check: its message is the clearer one
+    return MMSAData(splits, path=source, dataset=dataset, label_range=label_range, notes=notes, feature_set=feature_set,
+                    inference=inference)
 
 
 def _feature_set(meta: Any, source: str, notes: list[str]) -> dict[str, Any] | None:
@@ -464,27 +489,48 @@ def _check_dims_agree(splits: dict[str, Split], source: str) -> None:
                 )
 
 
-def _resolve_dataset(splits: dict[str, Split], dataset: str | None) -> tuple[str | None, str | None]:
-    """The caller's dataset, or one inferred from the feature dims (+ label range for SIMS)."""
+def _infer(splits: dict[str, Split], obj: Mapping, present: list[str]) -> DatasetInference:
+    first = next(iter(splits.values()))
+    labelled = [s.labels for s in splits.values() if s.has_labels]
+    return infer_dataset(
+        audio_dim=first.audio_dim,
+        vision_dim=first.vision_dim,
+        label_min=min((float(y.min()) for y in labelled), default=None),
+        label_max=max((float(y.max()) for y in labelled), default=None),
+        has_unimodal_labels=all(all(k in obj[name] for k in UNIMODAL_LABEL_KEYS) for name in present),
+    )
+
+
+def _resolve_dataset(
+    splits: dict[str, Split], dataset: str | None, inference: DatasetInference
+) -> tuple[str | None, str | None]:
+    """The caller's dataset, or the one the file shows; plus a note saying how it was decided."""
     first = next(iter(splits.values()))
     dims = (first.audio_dim, first.vision_dim)
     if dataset is not None:
-        if dims != STANDARD_DIMS[dataset]:
+        if dataset in STANDARD_DIMS and dims != STANDARD_DIMS[dataset]:
             return dataset, (
                 f"feature dims (audio {dims[0]}, vision {dims[1]}) differ from the standard {dataset} features "
                 f"(audio {STANDARD_DIMS[dataset][0]}, vision {STANDARD_DIMS[dataset][1]}); fine for custom features"
             )
         return dataset, None
-    labelled = [s.labels for s in splits.values() if s.has_labels]
-    lo = min((float(y.min()) for y in labelled), default=None)
-    hi = max((float(y.max()) for y in labelled), default=None)
-    within_sims = lo is None or (lo >= -1 - LABEL_SLACK and hi <= 1 + LABEL_SLACK)
-    for name in ("sims", "mosi", "mosei"):
-        if dims == STANDARD_DIMS[name] and (name != "sims" or within_sims):
-            return name, f"dataset inferred as {name} from the feature dims (audio {dims[0]}, vision {dims[1]})"
+    aside = f" (set aside: {'; '.join(inference.set_aside)})" if inference.set_aside else ""
+    if inference.dataset is not None:
+        return inference.dataset, f"dataset inferred as {inference.dataset}: {inference.describe()}{aside}"
+    if inference.family == "sims":
+        return None, (
+            f"dataset not given and not told apart between sims and simsv2 ({inference.describe()}){aside}; "
+            "treated as sims-like (labels in [-1, 1], SIMS metrics); pass the dataset to be explicit"
+        )
+    if inference.family == "mosi":
+        return None, (
+            f"dataset not given and not identified by the feature dims (audio {dims[0]}, vision {dims[1]}){aside}; "
+            f"treated as {MOSI_LIKE} (labels in [-3, 3]); pass the dataset to be explicit"
+        )
     return None, (
-        f"dataset not given and not identified by the feature dims (audio {dims[0]}, vision {dims[1]}); "
-        f"treated as {MOSI_LIKE} (labels in [-3, 3]); pass the dataset to be explicit"
+        f"dataset not given and not identified: feature dims (audio {dims[0]}, vision {dims[1]}) are no standard "
+        f"set, there are no regression_labels_T/A/V, and every label lies in [-1, 1]{aside}; checked as "
+        f"{MOSI_LIKE} (labels in [-3, 3]); pass the dataset (e.g. --dataset sims) to be sure"
     )
 
 

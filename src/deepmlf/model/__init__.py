@@ -24,6 +24,7 @@ from .build import (
     build_av_regressor,
     build_model,
     build_text_regressor,
+    check_model_against,
     load_av_encoder_checkpoint,
 )
 from .deepmlf import DeepMLF, DeepMLFOutput, LossWeights, next_token_targets
@@ -63,6 +64,7 @@ __all__ = [
     "build_av_regressor",
     "build_model",
     "build_text_regressor",
+    "check_model_against",
     "copy_mlp",
     "get_arch",
     "known_arches",

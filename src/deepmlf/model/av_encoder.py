@@ -1,6 +1,7 @@
 """The audio-visual encoder E_av (paper eq. 6, DESIGN.md §1) and its stage-1 regressor.
 
-Per modality: length-aware average pooling of the raw frames to S steps (a step mask marks the
+Per modality: optional AV SoftPerm on the raw frames (training only; the authors' code), length-aware
+average pooling of the raw frames to S steps (a step mask marks the
 steps that hold real frames), optional BatchNorm on the raw features (SIMS), a scaled linear
 projection to D_av, sinusoidal positions, dropout and a pre-norm TransformerEncoder whose keys
 ignore padded steps. A "fusion FFW" merges audio ‖ vision channel-wise into Z (B, S, D_av).
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 
 from ..config import AVEncoderConfig
 from ..data.batch import Batch
+from .augment import FrameSoftPerm
 from .state import count_parameters, load_strict
 
 
@@ -64,11 +66,22 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * w).sum(1) / w.sum(1).clamp(min=1.0)
 
 
+def last_real_step(x: Tensor, mask: Tensor) -> Tensor:
+    """x[b, s_b] for the last step s_b where mask (B, S) is True (step 0 when none) -> (B, D)."""
+    S = mask.shape[1]
+    steps = torch.arange(S, device=mask.device)[None, :].expand_as(mask)  # (B, S)
+    last = torch.where(mask, steps, torch.zeros_like(steps)).max(dim=1).values  # (B,)
+    return x[torch.arange(x.shape[0], device=x.device), last]
+
+
 class ModalityEncoder(nn.Module):
-    """One modality: pool -> [BatchNorm] -> Linear*sqrt(D_av) -> +positions -> dropout -> Transformer."""
+    """One modality: [SoftPerm] -> pool -> [BatchNorm] -> Linear*sqrt(D_av) -> +positions -> dropout -> Transformer."""
 
     def __init__(self, raw_dim: int, cfg: AVEncoderConfig) -> None:
         super().__init__()
+        # Off (p_perm 0) adds no module, so state dicts and RNG draws stay as without the switch.
+        sp = cfg.softperm
+        self.softperm = FrameSoftPerm(p_perm=sp.p_perm, permutation=sp.permutation) if sp.p_perm > 0 else None
         self.steps = cfg.av_len
         self.batchnorm = nn.BatchNorm1d(raw_dim) if cfg.batchnorm else None
         self.proj = nn.Linear(raw_dim, cfg.d_av, bias=False)
@@ -89,7 +102,10 @@ class ModalityEncoder(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         # x: (B, L, D_raw), lengths: (B,) -> (B, S, D_av), mask (B, S)
-        pooled, mask = length_aware_pool(x.float(), lengths, self.steps)  # (B, S, D_raw)
+        x = x.float()
+        if self.softperm is not None:
+            x = self.softperm(x, lengths)  # training only
+        pooled, mask = length_aware_pool(x, lengths, self.steps)  # (B, S, D_raw)
         if self.batchnorm is not None:
             # Statistics over real steps only: padding would bias the running mean towards 0.
             normed = torch.zeros_like(pooled)
@@ -152,17 +168,23 @@ class AVRegressorOutput:
 class AVRegressor(nn.Module):
     """Stage 1 ("AV init", Table 8): the AV encoder alone plus a scalar head, trained with L1.
 
-    `encoder` is what initialises stage 2 (`load_av_encoder_checkpoint`).
+    `encoder` is what initialises stage 2 (`load_av_encoder_checkpoint`). `readout`: the head reads
+    the masked mean of Z ("mean", ours) or Z's last real step ("last", the authors' BI_ENC, which
+    takes the last time step of the fused sequence).
     """
 
-    def __init__(self, *, encoder: AVEncoder) -> None:
+    def __init__(self, *, encoder: AVEncoder, readout: str = "mean") -> None:
         super().__init__()
+        if readout not in ("mean", "last"):
+            raise ValueError(f"readout={readout!r}: expected 'mean' or 'last'")
         self.encoder = encoder
+        self.readout = readout
         self.head = nn.Linear(encoder.d_av, 1)
 
     def forward(self, batch: Batch) -> AVRegressorOutput:
         enc = self.encoder.encode_batch(batch)  # z: (B, S, D_av)
-        y_av = self.head(masked_mean(enc.z, enc.mask)).squeeze(-1)  # (B,)
+        pooled = masked_mean(enc.z, enc.mask) if self.readout == "mean" else last_real_step(enc.z, enc.mask)  # (B, D_av)
+        y_av = self.head(pooled).squeeze(-1)  # (B,)
         if labels_usable(batch.labels):
             task = F.l1_loss(y_av, batch.labels.to(y_av.dtype))
             return AVRegressorOutput(y_av=y_av, loss=task, loss_terms={"task": task})

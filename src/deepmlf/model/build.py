@@ -20,7 +20,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..backbones.adapter import Backbone
+from ..backbones.adapter import Backbone, BackboneSpec
 from ..config import AVEncoderConfig, Config, check_against_backbone
 from ..errors import CheckpointError, ConfigError
 from .augment import EmbeddingAugment
@@ -52,7 +52,8 @@ def build_av_encoder(cfg: AVEncoderConfig, *, audio_dim: int, vision_dim: int) -
 
 def build_av_regressor(cfg: Config, audio_dim: int, vision_dim: int) -> AVRegressor:
     """Stage 1: the AV encoder of `cfg.model.av_encoder` plus a scalar head."""
-    model = AVRegressor(encoder=build_av_encoder(cfg.model.av_encoder, audio_dim=audio_dim, vision_dim=vision_dim))
+    model = AVRegressor(encoder=build_av_encoder(cfg.model.av_encoder, audio_dim=audio_dim, vision_dim=vision_dim),
+                        readout=cfg.pretrain.readout)
     log.info("AV regressor: %s trainable parameters", f"{model.parameter_counts()['trainable']:,}")
     return model
 
@@ -76,6 +77,15 @@ def load_av_encoder_checkpoint(encoder: AVEncoder, path: str | Path) -> None:
         load_strict(encoder, ckpt["av_encoder"], expected=encoder.state_dict(), what=f"AV encoder ({path})")
     except CheckpointError as e:
         raise CheckpointError(f"{e} — check model.av_encoder settings and feature dims against stage 1") from None
+
+
+def check_model_against(cfg: Config, spec: BackboneSpec) -> None:
+    """Every check of `cfg` that needs the backbone, on its spec (config + tokenizer, no weights).
+
+    Run before stage 1 (`deepmlf.train.preflight`) and again by `build_model` on the loaded backbone.
+    """
+    check_against_backbone(cfg.model, n_layers=spec.n_layers, hidden_size=spec.hidden_size,
+                           max_positions=spec.max_positions, max_text_len=cfg.data.max_text_len)
 
 
 def _build_mm_block(cfg: Config, backbone: Backbone, layer_index: int) -> MMBlock:
@@ -102,7 +112,7 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
     m = cfg.model
     backbone = backbone if backbone is not None else _load_backbone(cfg)
     ensure_unwrapped(backbone)
-    check_against_backbone(m, n_layers=backbone.n_layers, hidden_size=backbone.hidden_size)
+    check_model_against(cfg, backbone.spec())
     backbone.freeze()  # once, before anything trainable is attached to it
 
     av_encoder = build_av_encoder(m.av_encoder, audio_dim=audio_dim, vision_dim=vision_dim)
@@ -116,13 +126,13 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
 
     augment = EmbeddingAugment(
         kind=m.augment.kind, p_apply=m.augment.p_apply, p_perm=m.augment.p_perm,
-        dropout=m.augment.dropout, noise_std=m.augment.noise_std,
+        dropout=m.augment.dropout, noise_std=m.augment.noise_std, permutation=m.augment.permutation,
     )
     mm_blocks = {i: _build_mm_block(cfg, backbone, i) for i in m.mm_layers}
-    lm = MultimodalLM(backbone=backbone, mm_blocks=mm_blocks, n_fusion=m.n_fusion, augment=augment)
+    lm = MultimodalLM(backbone=backbone, mm_blocks=mm_blocks, n_fusion=m.n_fusion, augment=augment,
+                      backbone_dropout=m.backbone_dropout)
+    # Backbone(...) gave the tokenizer an eos (pad as eos for BERT-style ones, as the authors do).
     eos = backbone.tokenizer.eos_token_id
-    if eos is None:
-        raise ConfigError(f"backbone {backbone.name!r}: its tokenizer has no eos token, needed by the LM loss")
     model = DeepMLF(
         lm=lm,
         av_encoder=av_encoder,
@@ -163,6 +173,6 @@ def _build_deepmlf_arch(cfg: Config, *, dims: Mapping[str, int], backbone: Backb
 
 register_arch(Arch(
     name="deepmlf", task="msa", build=_build_deepmlf_arch, inputs=("text", "audio", "vision"),
-    needs_backbone=True, av_pretraining=True, display_name="DeepMLF",
+    needs_backbone=True, av_pretraining=True, check_backbone=check_model_against, display_name="DeepMLF",
     description="frozen LM + MM blocks + fusion tokens + AV encoder (paper §4)",
 ))

@@ -39,7 +39,7 @@ class DeepMLFOutput:
     y_t: Tensor  # (B,) text head on x_tK (AV-free)
     y_av: Tensor  # (B,) AV head on z̄ (text-free)
     y_f: Tensor  # (B, K) fusion head on each fusion token
-    lm_logits: Tensor  # (B, T, V) next-token logits on the text positions
+    lm_logits: Tensor | None  # (B, T, V) next-token logits on the text positions; None when λ_LM = 0 (not computed)
     loss: Tensor | None  # eq. 14 total; None for unlabelled batches
     loss_terms: dict[str, Tensor]  # "task", "f", "av", "t", "lm" (unweighted; empty when unlabelled)
 
@@ -106,9 +106,9 @@ class DeepMLF(nn.Module):
         y_t = self.heads.text(x_tk)  # (B,)
         y_av = self.heads.av(z_bar)  # (B,)
         y_f = self.heads.fusion(fusion_h)  # (B, K)
+        # λ_LM = 0: the vocabulary projection (B·T·D·V, the costliest head) is not computed at all.
         use_lm = self.loss_weights.lambda_lm > 0
-        with torch.set_grad_enabled(torch.is_grad_enabled() and use_lm):
-            lm_logits = self.lm.lm_logits(text_h)  # (B, T, V); no graph kept when it is not trained
+        lm_logits = self.lm.lm_logits(text_h) if use_lm else None  # (B, T, V)
         out = DeepMLFOutput(y_o=y_o, y_t=y_t, y_av=y_av, y_f=y_f, lm_logits=lm_logits, loss=None, loss_terms={})
         if labels_usable(batch.labels):
             out.loss, out.loss_terms = self.losses(out, batch, use_lm=use_lm)

@@ -160,10 +160,13 @@ class MultimodalLM(nn.Module):
     Takes ownership of `backbone.model`: its layer list is rewired in place, so a backbone is
     given to one MultimodalLM only. The backbone's own modules stay in eval mode (no dropout):
     it is a fixed feature extractor, and that keeps "closed gates == the frozen LM" exact.
+    `backbone_dropout=True` lets them follow train()/eval() instead, so the backbone's own dropout
+    (GPT-2: 0.1) is active in training, as in the authors' code; its weights stay frozen either way.
     """
 
     def __init__(
-        self, *, backbone: Backbone, mm_blocks: dict[int, MMBlock], n_fusion: int, augment: EmbeddingAugment
+        self, *, backbone: Backbone, mm_blocks: dict[int, MMBlock], n_fusion: int, augment: EmbeddingAugment,
+        backbone_dropout: bool = False,
     ) -> None:
         super().__init__()
         ensure_unwrapped(backbone)
@@ -188,6 +191,7 @@ class MultimodalLM(nn.Module):
         D = backbone.hidden_size
         self.fusion_tokens = nn.Parameter(torch.randn(n_fusion, D) * 0.02)  # N(0, 0.02), float32
         self.augment = augment
+        self.backbone_dropout = backbone_dropout
         self.train(True)  # nn.Module's default mode, with the backbone held in eval
 
     # ------------------------------------------------------------------ structure
@@ -208,8 +212,9 @@ class MultimodalLM(nn.Module):
 
     def train(self, mode: bool = True) -> "MultimodalLM":
         super().train(mode)
-        for m in self._frozen_modules:
-            m.training = False  # non-recursive: the MM blocks inside the wrappers follow `mode`
+        if not self.backbone_dropout:
+            for m in self._frozen_modules:
+                m.training = False  # non-recursive: the MM blocks inside the wrappers follow `mode`
         return self
 
     @property

@@ -8,7 +8,10 @@ An `Arch` says what it is built from and for:
   * `task`: the name of the task it serves (`deepmlf.tasks.TASKS`), checked by the runner;
   * `inputs`: the modalities its batches must carry (declarative; the runner checks them);
   * `av_pretraining`: the MSA runner pre-trains `cfg.model.av_encoder` first (stage 1) when
-    its `init` asks for it.
+    its `init` asks for it;
+  * `check_backbone(cfg, spec)`: for a `needs_backbone` arch, the checks of `cfg` against the
+    backbone's `BackboneSpec` (its config and tokenizer, no weights); runners call it before
+    anything trains (`deepmlf.train.preflight`).
 
 The module's forward takes one batch and returns a dataclass with `.loss` (None for unlabelled
 batches), `.loss_terms` (name -> unweighted scalar) and `.prediction` (regression: (N,);
@@ -45,6 +48,7 @@ class Arch:
     inputs: tuple[str, ...] = ("text", "audio", "vision")
     needs_backbone: bool = False  # the runner loads the backbone (`model.backbone`) and passes it
     av_pretraining: bool = False  # MSA runner: stage 1 pre-trains model.av_encoder first
+    check_backbone: Callable[[Any, Any], None] | None = None  # (cfg, BackboneSpec) -> raises ConfigError
     display_name: str = ""  # in logs and reports ("DeepMLF"); defaults to `name`
     description: str = ""
 

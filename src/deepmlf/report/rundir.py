@@ -94,6 +94,8 @@ def read_model_dir(directory: Path, name: str, note: str = "", *, stage1: bool =
         raise RunDirError(f"{directory}: no test_metrics.json; has this model finished training?")
     history_path = directory / "history.jsonl"
     stage1_path = directory / "stage1" / "history.jsonl"
+    if not stage1_path.is_file():  # pretrain.shared: one stage 1 for every seed, in the run dir
+        stage1_path = directory.parent / "stage1" / "history.jsonl"
     return ModelRun(
         name=name,
         directory=directory,

@@ -55,7 +55,7 @@ class Stage:
     optimizer: Optimizer
     task: Task  # which metrics validation reports, their directions, the valid "Loss"
     key_metric: str  # model selection: one of task.key_metric_names or "Loss"
-    max_epochs: int
+    max_epochs: int | None  # None: no epoch cap, early stopping (or max_steps) ends the stage (authors)
     early_stop: int  # epochs without improvement before stopping
     grad_accum: int = 1  # mini-batches per optimiser step
     scheduler: Any | None = None  # stepped after every optimiser step (warm-up + cosine)
@@ -142,7 +142,7 @@ def _train_epoch(stage: Stage, model: nn.Module, loader: DataLoader, accelerator
     sums: dict[str, float] = {}
     n_seen = 0
     hit_max_steps = False
-    bar = tqdm(total=n_batches, desc=f"{stage.name} epoch {epoch}/{stage.max_epochs}",
+    bar = tqdm(total=n_batches, desc=f"{stage.name} epoch {epoch}/{stage.max_epochs or '∞'}",
                disable=not (progress and is_main_process()), leave=False, dynamic_ncols=True)
     try:
         for i, batch in enumerate(loader):
@@ -279,7 +279,7 @@ def fit(
             stop_reason = "early_stop"
         elif hit_max_steps:
             stop_reason = "max_steps"
-        elif epoch >= stage.max_epochs:
+        elif stage.max_epochs is not None and epoch >= stage.max_epochs:
             stop_reason = "max_epochs"
         if main:
             save_last(last_path, stage=stage.name, model_state=model.trainable_state_dict(), optimizer=stage.optimizer,

@@ -3,7 +3,9 @@
 Stage 2: AdamW with separate groups for the AV encoder (`lr_av`, `weight_decay_av`) and for
 everything else that trains (MM blocks, fusion tokens, heads: `lr`, `weight_decay`); linear
 warm-up over `warmup_epochs` epochs of optimiser steps, then cosine down to `min_lr`
-(transformers' `get_cosine_with_min_lr_schedule_with_warmup`).
+(transformers' `get_cosine_with_min_lr_schedule_with_warmup`), or, with `lr_schedule:
+cosine_restarts`, the authors' cosine with warm restarts of period (max_epochs + 1) epochs minus
+the warm-up (`warm_restart_lambda`).
 Stage 1: one AdamW group over the AV regressor (the authors' BI_ENC recipe) and
 ReduceLROnPlateau(factor 0.1) on the validation loss.
 
@@ -15,6 +17,7 @@ a normalisation module is exempt as well.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Iterable
 
 import torch
@@ -106,15 +109,34 @@ def steps_per_epoch(n_batches: int, grad_accum: int, limit_batches: int | None =
     return max(1, math.ceil(n_batches / grad_accum))
 
 
+def warm_restart_lambda(step: int, *, warmup: int, period: int, min_ratio: float) -> float:
+    """lr factor of the authors' schedule: linear warm-up 0 -> 1 over `warmup` steps, then
+    torch's CosineAnnealingWarmRestarts(T_0=period, eta_min=min_ratio·lr): the cosine from 1 to
+    `min_ratio` over `period` steps, restarting at 1 after each period (never ends)."""
+    if step < warmup:
+        return step / max(1, warmup)
+    t = (step - warmup) % period
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t / period))
+
+
 def build_scheduler(optimizer: Optimizer, cfg: TrainConfig, *, steps_per_epoch: int) -> LambdaLR:
     """Linear warm-up over `warmup_epochs` epochs of steps, then cosine from each group's lr to
-    `min_lr` (a ratio min_lr/lr applied to every group) at the end of `max_epochs` (or `max_steps`)."""
+    `min_lr` (a ratio min_lr/lr applied to every group) at the end of `max_epochs` (or `max_steps`).
+
+    `lr_schedule: cosine_restarts`: the authors' warm restarts, period (max_epochs + 1) epochs of
+    steps minus the warm-up (hand-written as a LambdaLR so that it resumes like the other schedule).
+    """
     total = cfg.max_epochs * steps_per_epoch
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
     warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total)
     if cfg.min_lr >= cfg.lr:
         raise ConfigError(f"train.min_lr={cfg.min_lr} must be below train.lr={cfg.lr} (the cosine decays towards it)")
+    if cfg.lr_schedule == "cosine_restarts":
+        warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+        period = max(1, (cfg.max_epochs + 1) * steps_per_epoch - warmup)
+        return LambdaLR(optimizer, partial(warm_restart_lambda, warmup=warmup, period=period,
+                                           min_ratio=cfg.min_lr / cfg.lr))
     return get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, num_warmup_steps=warmup, num_training_steps=total, min_lr=cfg.min_lr
     )

@@ -11,6 +11,7 @@ Writes the run directory of docs/contracts.md ("Run directory"). A seed with `DO
 re-run; a finished stage 1 (`stage1/best.pt` and a `stage1/last.pt` that says it ended) is reused,
 so `deepmlf pretrain-av --out RUN` followed by `deepmlf train --out RUN` trains stage 2 on it.
 Unfinished work is continued with `resume=True` and discarded (started over) otherwise.
+Before anything is written, `preflight` checks the config against the backbone and the file.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from accelerate.utils import set_seed
 from rich.console import Console
 from rich.table import Table
 
-from ..config import Config, config_from_dict, load_yaml
+from ..config import DATASET_INFER, Config, config_from_dict, load_yaml
 from ..data import load_mmsa, make_loader
 from ..data.mmsa import MMSAData, Split
 from ..errors import CheckpointError, ConfigError, DataError
@@ -41,6 +42,7 @@ from .checkpoint import BEST, LAST, load_best, load_checkpoint
 from .evaluate import Predictions, collect_predictions
 from .distributed import is_main_process, process_info, say, wait_for_everyone
 from .loop import EpochCallback, FitResult, Stage, fit, make_accelerator
+from .preflight import check_backbone, check_selection, resolve_dataset
 from .optim import (
     build_optimizer,
     build_plateau,
@@ -89,6 +91,7 @@ def needs_stage1(cfg: Config) -> bool:
 
 
 def load_data(cfg: Config, *, require_labels: bool = True) -> MMSAData:
+    """The MMSA file of `cfg.data.path`, checked against `cfg.data.dataset` (unless it is "infer")."""
     if not cfg.data.path:
         raise ConfigError("data.path is not set: pass --data PATH or --set data.path=...")
     data = load_mmsa(cfg.data.path, dataset=cfg.data.dataset, require_labels=require_labels)
@@ -131,9 +134,15 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any], *, ignore: Iterable[str] = _NOT_COMPARED) -> list[str]:
-    """Flattened keys whose values differ between two config trees (ignoring run-local settings)."""
+    """Flattened keys whose values differ between two config trees (ignoring run-local settings).
+
+    data.dataset "infer" matches any dataset: the file decides it, and a run compares the resolved
+    value again before it trains (train_run).
+    """
     fa, fb = _flat(a), _flat(b)
     skip = set(ignore)
+    if DATASET_INFER in (fa.get("data.dataset"), fb.get("data.dataset")):
+        skip.add("data.dataset")
     return sorted(k for k in set(fa) | set(fb) if k not in skip and fa.get(k) != fb.get(k))
 
 
@@ -147,6 +156,14 @@ def _stage1_subtree(tree: dict[str, Any]) -> dict[str, Any]:
 
 def _seed_dir(run_dir: Path, seed: int) -> Path:
     return run_dir / f"seed-{seed}"
+
+
+def _stage1_place(cfg: Config, run_dir: Path, seed: int) -> tuple[Path, int]:
+    """(directory, seed) of the stage 1 that `seed` starts from: its own, or with `pretrain.shared`
+    the one RUN_DIR/stage1 trained with the first seed (the authors pre-train the AV encoder once)."""
+    if cfg.pretrain.shared:
+        return run_dir / STAGE1_DIR, cfg.train.seeds[0]
+    return _seed_dir(run_dir, seed) / STAGE1_DIR, seed
 
 
 def _print_counts(what: str, counts: dict) -> None:
@@ -331,7 +348,8 @@ def run_stage2(cfg: Config, data: MMSAData, seed: int, seed_dir: Path, *, accele
         optimizer=optimizer,
         task=MSATask.of_config(cfg),
         key_metric=t.key_metric,
-        max_epochs=t.max_epochs,
+        # The authors' recipe stops by early stopping alone: max_epochs then only shapes the schedule.
+        max_epochs=t.max_epochs if t.stop_at_max_epochs else None,
         early_stop=t.early_stop,
         grad_accum=t.grad_accum,
         scheduler=build_scheduler(optimizer, t, steps_per_epoch=spe),
@@ -391,7 +409,8 @@ def train_seed(cfg: Config, data: MMSAData, seed: int, run_dir: Path, *, resume:
     try:
         stage1_ckpt = None
         if needs_stage1(cfg):
-            stage1_ckpt = run_stage1(cfg, data, seed, seed_dir / STAGE1_DIR, accelerator=accelerator, resume=resume,
+            stage1_dir, stage1_seed = _stage1_place(cfg, run_dir, seed)
+            stage1_ckpt = run_stage1(cfg, data, stage1_seed, stage1_dir, accelerator=accelerator, resume=resume,
                                      progress=progress, callbacks=[tracking.callback("stage1")])
         cfg2 = _stage2_config(cfg, stage1_ckpt)
         model, tokenizer, result = run_stage2(cfg2, data, seed, seed_dir, accelerator=accelerator, resume=resume,
@@ -465,12 +484,17 @@ def results_table(result: RunResult) -> Table:
 
 def train_run(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
               callbacks: Iterable[EpochCallback] = ()) -> RunResult:
-    """Train every seed of `cfg.train.seeds` into `run_dir` (both stages), then aggregate."""
+    """Train every seed of `cfg.train.seeds` into `run_dir` (both stages), then aggregate.
+
+    Every check that can refuse the run (backbone, dataset, key metric, run dir) comes first.
+    """
     run_dir = Path(run_dir)
-    task = MSATask.of_config(cfg)
-    msa_arch(cfg)  # an unknown model.arch fails before any data is read
-    _check_run_dir(cfg, run_dir)
+    check_backbone(cfg)  # an unknown model.arch or backbone fails before a possibly multi-GB pickle is read
     data = load_data(cfg)
+    cfg = resolve_dataset(cfg, data)
+    task = MSATask.of_config(cfg)
+    check_selection(cfg)
+    _check_run_dir(cfg, run_dir)
     main = is_main_process()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -489,10 +513,12 @@ def train_run(cfg: Config, run_dir: str | Path, *, resume: bool = False, progres
 
 
 def pretrain_av(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict[int, Path]:
-    """Stage 1 alone for every seed: `run_dir/seed-S/stage1/best.pt`, reused by a later `train_run`."""
+    """Stage 1 alone for every seed: `run_dir/seed-S/stage1/best.pt` (with `pretrain.shared` one
+    `run_dir/stage1/best.pt` for all), reused by a later `train_run`. Returns seed -> best.pt."""
     run_dir = Path(run_dir)
-    _check_run_dir(cfg, run_dir)
     data = load_data(cfg)
+    cfg = resolve_dataset(cfg, data)
+    _check_run_dir(cfg, run_dir)
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_config(cfg, run_dir)
@@ -500,8 +526,9 @@ def pretrain_av(cfg: Config, run_dir: str | Path, *, resume: bool = False, progr
     wait_for_everyone()
     out = {}
     for seed in cfg.train.seeds:
+        stage1_dir, stage1_seed = _stage1_place(cfg, run_dir, seed)
         accelerator = make_accelerator(cfg.train.mixed_precision, cfg.pretrain.grad_accum)
-        out[seed] = run_stage1(cfg, data, seed, _seed_dir(run_dir, seed) / STAGE1_DIR, accelerator=accelerator,
+        out[seed] = run_stage1(cfg, data, stage1_seed, stage1_dir, accelerator=accelerator,
                                resume=resume, progress=progress)
     return out
 
@@ -557,6 +584,7 @@ def _checkpoint_split(loaded: LoadedCheckpoint, data_path: str | Path, split: st
     from ..features.registry import check_same_feature_set
 
     cfg = loaded.cfg
+    # The dataset the model was trained on: a file that contradicts it is refused by load_mmsa.
     data = load_mmsa(data_path, dataset=cfg.data.dataset, require_labels=require_labels)
     check_same_feature_set(loaded.checkpoint.get("feature_set"), data.feature_set, expected_what=f"checkpoint {loaded.path}",
                            got_what=str(data_path))
