@@ -26,9 +26,10 @@ def test_simsv2_trains_and_evaluates_with_the_sims_metrics(tmp_path, simsv2_pick
     cfg = tiny_config(simsv2_pickle, "train.max_epochs=1", "pretrain.max_epochs=1", "train.limit_batches=1")
     assert cfg.data.dataset == "infer"  # nothing says SIMSv2 but the file
     result = train_run(cfg, tmp_path / "run", progress=False)
-    assert result.dataset == "simsv2" and result.metric_names == list(SIMS_KEYS)
+    assert result.task.dataset == "simsv2" and result.task.family == "sims" and result.metric_names == list(SIMS_KEYS)
+    assert json.loads((tmp_path / "run" / "task.json").read_text()) == {"name": "msa", "dataset": "simsv2"}
     stored = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert stored["dataset"] == "simsv2" and stored["metrics"] == list(SIMS_KEYS)
+    assert stored["metrics"] == list(SIMS_KEYS)
     assert "dataset: simsv2" in (tmp_path / "run" / "config.yaml").read_text()
 
     seed = tmp_path / "run" / "seed-1"

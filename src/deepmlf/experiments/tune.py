@@ -23,7 +23,7 @@ from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import Config
+from ..config import DATASET_INFER, Config
 from ..errors import ConfigError, DataError
 from .. import rundir
 from ..tasks import MSATask
@@ -163,6 +163,10 @@ def open_storage(url: str):
 
 def key_metric_direction(cfg: Config) -> str:
     """"max" or "min" for `train.key_metric`, from the task; ConfigError when the task lacks it."""
+    if cfg.data.dataset == DATASET_INFER:
+        # The file decides the dataset, and each trial's train_run checks the metric against it before
+        # it trains; a metric's direction is the same for every MSA dataset.
+        return MSATask().direction(cfg.train.key_metric)
     return MSATask.of_config(cfg).check_key_metric(cfg.train.key_metric)
 
 
