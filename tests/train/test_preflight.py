@@ -3,6 +3,7 @@ anything is written (issue 9 item 9), and the dataset comes from the file (issue
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from deepmlf.backbones.tiny import bert_char_tokenizer
 from deepmlf.data.testing import write_mmsa_pickle
 from deepmlf.errors import BackboneError, ConfigError, DataError
+from deepmlf.metrics import SIMS_KEYS
 from deepmlf.train import train_run
 from deepmlf.train.preflight import resolve_dataset
 from deepmlf.train.run import load_data
@@ -60,13 +62,16 @@ def test_a_dataset_the_file_contradicts_is_refused_before_stage_1(tmp_path):
 
 
 def test_a_sims_file_without_a_preset_is_trained_as_sims(tmp_path, capsys):
-    """The issue-9 case: no preset, default data.dataset -> the file's dataset, said, and SIMS metrics."""
+    """The issue-9 case: no preset, default data.dataset -> the file's dataset, said, and SIMS metrics
+    (it used to be scored with the MOSI metrics while `data inspect` said sims)."""
     sims = write_mmsa_pickle(tmp_path / "sims.pkl", dataset="sims", audio_dim=33, vision_dim=709,
                              n_per_split=(8, 4, 4), lv=6)
-    cfg = tiny_config(sims)
+    cfg = tiny_config(sims, "train.max_epochs=1", "pretrain.max_epochs=1", "train.limit_batches=1")
     assert cfg.data.dataset == "infer"
-    resolved = resolve_dataset(cfg, load_data(cfg))
-    assert resolved.data.dataset == "sims"
+    assert resolve_dataset(cfg, load_data(cfg)).data.dataset == "sims"
+    result = train_run(cfg, tmp_path / "run", progress=False)
+    assert result.task.dataset == "sims" and result.metric_names == list(SIMS_KEYS)
+    assert list(json.loads((tmp_path / "run" / "seed-1" / "test_metrics.json").read_text())) == list(SIMS_KEYS)
     said = capsys.readouterr()
     assert "data: dataset sims (inferred from the file; set data.dataset to be explicit)" in said.out + said.err
 
