@@ -129,3 +129,21 @@ def test_bad_seeds_and_resume_without_out(toy):
 def test_evaluate_missing_checkpoint(tmp_path, toy):
     res = runner.invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--data", str(toy)])
     assert res.exit_code == 2 and "none.pt does not exist" in res.output
+
+
+def test_evaluate_and_predict_with_a_missing_modality(cli_run, toy, tmp_path):
+    run_dir, _, _ = cli_run
+    ckpt = run_dir / "seed-1" / "best.pt"
+    ev = runner.invoke(app, ["evaluate", "--checkpoint", str(ckpt), "--data", str(toy), "--missing", "audio+vision"])
+    assert ev.exit_code == 0, ev.output
+    assert "MAE" in json.loads((run_dir / "seed-1" / "eval_test_missing-audio+vision.json").read_text())
+    full, gone = tmp_path / "full.csv", tmp_path / "gone.csv"
+    for path, extra in ((full, []), (gone, ["--missing", "audio", "--missing-rate", "0.5", "--missing-seed", "3"])):
+        pr = runner.invoke(app, ["predict", "--checkpoint", str(ckpt), "--data", str(toy), "--out", str(path), *extra])
+        assert pr.exit_code == 0, pr.output
+    a, b = pd.read_csv(full), pd.read_csv(gone)
+    assert (a.y_t == b.y_t).all()  # audio missing never reaches the text head
+    bad = runner.invoke(app, ["evaluate", "--checkpoint", str(ckpt), "--data", str(toy), "--missing", "smell"])
+    assert bad.exit_code == 2 and "--missing='smell'" in bad.output
+    bad = runner.invoke(app, ["evaluate", "--checkpoint", str(ckpt), "--data", str(toy), "--missing-rate", "0.5"])
+    assert bad.exit_code == 2 and "--missing-rate needs --missing" in bad.output

@@ -61,6 +61,9 @@ class DataConfig(_Strict):
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(64, ge=1)
     num_workers: int = Field(0, ge=0)
+    # Stage-2 training: each transcript is emptied (text missing, deepmlf.data.missing) with this
+    # probability per sample and step; the baseline for text-missing robustness without distillation.
+    text_dropout: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class SoftPermConfig(_Strict):

@@ -134,21 +134,44 @@ def train_cmd(
     console.print(f"results: {run_dir / 'results.csv'}")
 
 
+MISSING_HELP = ("Drop a modality first: text (empty transcript), audio or vision (one all-zero frame), or a "
+                "'+'-joined set such as audio+vision (docs/missing-modalities.md).")
+RATE_HELP = "With --missing: each sample loses each listed modality independently with this probability (default 1: all)."
+
+
+def _missing_spec(missing: Optional[str], rate: float, seed: int):
+    from ..data.missing import MissingSpec, check_rate
+
+    if missing is None:
+        if rate != 1.0:
+            check_rate(rate)
+            raise ConfigError("--missing-rate needs --missing MODALITY")
+        return None
+    return MissingSpec.parse(missing, rate, seed)
+
+
 @app.command("evaluate")
 @friendly_errors
 def evaluate_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="A best.pt written by `deepmlf train` or `pretrain-av`."),
     data: str = typer.Option(..., "--data", "-d", help="MMSA pickle to evaluate on."),
     split: str = typer.Option("test", "--split", help="train, valid or test."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Metrics JSON (default: eval_<split>.json next to the checkpoint)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Metrics JSON (default: eval_<split>.json next to the "
+                                       "checkpoint; eval_<split>_missing-<spec>.json with --missing)."),
+    missing: Optional[str] = typer.Option(None, "--missing", help=MISSING_HELP),
+    missing_rate: float = typer.Option(1.0, "--missing-rate", help=RATE_HELP),
+    missing_seed: int = typer.Option(0, "--missing-seed", help="Seed of the per-sample drops (with --missing-rate < 1)."),
 ) -> None:
     """MMSA metrics of a trained checkpoint on one split; printed and written as JSON."""
     from ..train import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(checkpoint, data, split)
-    path = out if out is not None else checkpoint.parent / f"eval_{split}.json"
+    spec = _missing_spec(missing, missing_rate, missing_seed)
+    metrics = evaluate_checkpoint(checkpoint, data, split, missing=spec)
+    suffix = f"_missing-{spec.name}" if spec is not None else ""
+    path = out if out is not None else checkpoint.parent / f"eval_{split}{suffix}.json"
     write_json(path, metrics)
-    console.print(metrics_table(metrics, f"{checkpoint} on {data} [{split}]"))
+    what = f", {spec.name} missing" if spec is not None else ""
+    console.print(metrics_table(metrics, f"{checkpoint} on {data} [{split}{what}]"))
     console.print(f"metrics: {path}")
 
 
@@ -163,18 +186,23 @@ def predict_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV to write: id, label, y_o, y_t, y_av, y_f "
                                        "(required with --data)."),
     split: str = typer.Option("test", "--split", help="train, valid or test (with --data)."),
+    missing: Optional[str] = typer.Option(None, "--missing", help=MISSING_HELP + " With --data only."),
+    missing_rate: float = typer.Option(1.0, "--missing-rate", help=RATE_HELP),
+    missing_seed: int = typer.Option(0, "--missing-seed", help="Seed of the per-sample drops (with --missing-rate < 1)."),
 ) -> None:
     """Per-sample predictions of a trained checkpoint: the task head y_o and the text, AV and
     fusion heads (y_f = mean over fusion tokens), one row per id; on an MMSA pickle (--data) or on
     raw clips (--video), printed as a table with the transcript and, if the model has one, the rationale."""
     if (data is None) == (not video):
         raise ConfigError("pass either --data PICKLE (with --out CSV) or --video CLIP_OR_FOLDER")
+    if missing is not None and data is None:
+        raise ConfigError("--missing works with --data PICKLE (for a clip without speech, pass --text '')")
     if data is not None:
         from ..train import predict
 
         if out is None:
             raise ConfigError("--data needs --out CSV: where to write the predictions")
-        frame = predict(checkpoint, data, split, out)
+        frame = predict(checkpoint, data, split, out, missing=_missing_spec(missing, missing_rate, missing_seed))
         console.print(f"{len(frame)} predictions -> {out}")
         return
     _predict_videos(checkpoint, video or [], text, out)

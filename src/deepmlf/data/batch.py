@@ -19,6 +19,8 @@ class Batch:
     vision_lengths: torch.Tensor  # (B,) long
     labels: torch.Tensor | None  # (B,) float sentiment score ([-3, 3] MOSI/MOSEI, [-1, 1] SIMS); None = unlabelled
     ids: list[str]  # sample ids, as in the pickle's `id` key
+    # (B,) bool, True where the transcript was empty (text missing, deepmlf.data.missing); None = unknown.
+    text_missing: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {

@@ -44,7 +44,7 @@ class MSADataset(Dataset):
 class MSACollate:
     """Samples -> `Batch`. A class rather than a closure so DataLoader workers can pickle it."""
 
-    def __init__(self, tokenizer: Any, max_text_len: int) -> None:
+    def __init__(self, tokenizer: Any, max_text_len: int, text_dropout: float = 0.0) -> None:
         if max_text_len < 1:
             raise ConfigError(f"data.max_text_len={max_text_len}: expected at least 1 text token")
         eos = getattr(tokenizer, "eos_token_id", None)
@@ -56,6 +56,11 @@ class MSACollate:
             )
         self.tokenizer = tokenizer
         self.max_text_len = max_text_len
+        # Training only (data.text_dropout): each transcript is emptied with this probability, drawn
+        # from torch's global RNG (saved in resume points); 0 draws nothing.
+        if not 0.0 <= text_dropout <= 1.0:
+            raise ConfigError(f"data.text_dropout={text_dropout}: expected a probability in [0, 1]")
+        self.text_dropout = float(text_dropout)
         self.pad_id = int(pad if pad is not None else eos)
         # An empty transcript becomes one eos token, so "last real token" (x_tK, eq. 12) always exists.
         self.empty_id = int(eos if eos is not None else pad)
@@ -69,7 +74,11 @@ class MSACollate:
 
     def __call__(self, samples: list[dict[str, Any]]) -> Batch:
         # Shapes: B batch, T = max_text_len, La/Lv raw frames, Da/Dv feature dims.
-        ids_per_text = self.token_ids([s["raw_text"] for s in samples])
+        texts = [s["raw_text"] for s in samples]
+        if self.text_dropout > 0:
+            dropped = (torch.rand(len(texts)) < self.text_dropout).tolist()
+            texts = ["" if d else t for t, d in zip(texts, dropped)]
+        ids_per_text = self.token_ids(texts)
         b, t = len(samples), self.max_text_len
         input_ids = torch.full((b, t), self.pad_id, dtype=torch.long)  # (B, T), right padding
         attention_mask = torch.zeros((b, t), dtype=torch.long)  # (B, T), 1 = real token
@@ -87,12 +96,14 @@ class MSACollate:
             # Unlabelled data (prediction) gives labels=None, which tells the model to skip the loss.
             labels=None if any(y is None for y in labels) else torch.tensor(labels, dtype=torch.float32),
             ids=[s["id"] for s in samples],
+            text_missing=torch.tensor([not t.strip() for t in texts], dtype=torch.bool),  # (B,)
         )
 
 
-def make_collate(tokenizer: Any, max_text_len: int) -> MSACollate:
-    """The collate function: tokenise `raw_text` (right padding to exactly `max_text_len`) and stack features."""
-    return MSACollate(tokenizer, max_text_len)
+def make_collate(tokenizer: Any, max_text_len: int, text_dropout: float = 0.0) -> MSACollate:
+    """The collate function: tokenise `raw_text` (right padding to exactly `max_text_len`) and stack
+    features; `text_dropout` empties each transcript with that probability (training)."""
+    return MSACollate(tokenizer, max_text_len, text_dropout)
 
 
 class ShardedBatchSampler(Sampler[list[int]]):
@@ -131,6 +142,7 @@ def make_loader(
     pin_memory: bool = False,
     shard: int = 0,
     num_shards: int = 1,
+    text_dropout: float = 0.0,
 ) -> DataLoader:
     """A DataLoader of `Batch`es. With shuffle, the order is a function of `seed` alone: two loaders
     with the same seed yield the same sequence of epochs (each epoch draws a new permutation).
@@ -153,7 +165,7 @@ def make_loader(
         dataset,
         batch_sampler=batches,
         generator=generator,
-        collate_fn=make_collate(tokenizer, max_text_len),
+        collate_fn=make_collate(tokenizer, max_text_len, text_dropout),
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,

@@ -102,13 +102,13 @@ def load_data(cfg: Config, *, require_labels: bool = True) -> MMSAData:
     return data
 
 
-def _train_loader(cfg: Config, split: Split, tokenizer: Any, seed: int):
+def _train_loader(cfg: Config, split: Split, tokenizer: Any, seed: int, *, text_dropout: float = 0.0):
     bs = cfg.data.batch_size
     shard, num_shards = process_info()  # several DDP processes: each trains on its share of the batches
     # The task head's BatchNorm cannot train on a one-sample batch: drop such a trailing batch.
     return make_loader(split, tokenizer, max_text_len=cfg.data.max_text_len, batch_size=bs, shuffle=True,
                        seed=seed, num_workers=cfg.data.num_workers, drop_last=len(split) % bs == 1,
-                       shard=shard, num_shards=num_shards)
+                       shard=shard, num_shards=num_shards, text_dropout=text_dropout)
 
 
 def _eval_loader(cfg: Config, split: Split, tokenizer: Any):
@@ -339,7 +339,8 @@ def run_stage2(cfg: Config, data: MMSAData, seed: int, seed_dir: Path, *, accele
     on = f" on {cfg.model.backbone}" if arch.needs_backbone else ""
     _print_counts(f"seed {seed} {arch.label}{on}", model.parameter_counts())
     t = cfg.train
-    train_loader = _train_loader(cfg, train, tokenizer, seed)
+    # Stage 1 never reads text: data.text_dropout applies to stage 2 only.
+    train_loader = _train_loader(cfg, train, tokenizer, seed, text_dropout=cfg.data.text_dropout)
     optimizer = build_optimizer(model, t, av_module=getattr(model, "av_encoder", None))
     spe = steps_per_epoch(len(train_loader), t.grad_accum, t.limit_batches)
     stage = Stage(
@@ -605,18 +606,34 @@ def _predict_split(loaded: LoadedCheckpoint, split: Split) -> Predictions:
                                autocast=accelerator.autocast)
 
 
-def evaluate_checkpoint(ckpt_path: str | Path, data_path: str | Path, split: str = "test") -> dict[str, float]:
-    """The task's metrics (MMSA's) plus "Loss" (MSA: the mean L1) of a best.pt on one split of an MMSA pickle."""
+def _maybe_missing(split: Split, missing: Any) -> Split:
+    """`split` with `missing` (a deepmlf.data.missing.MissingSpec, or None) applied."""
+    if missing is None:
+        return split
+    from ..data.missing import apply_missing
+
+    return apply_missing(split, missing.modalities, rate=missing.rate, seed=missing.seed)
+
+
+def evaluate_checkpoint(ckpt_path: str | Path, data_path: str | Path, split: str = "test", *,
+                        missing: Any = None) -> dict[str, float]:
+    """The task's metrics (MMSA's) plus "Loss" (MSA: the mean L1) of a best.pt on one split of an MMSA pickle.
+
+    `missing`: a `deepmlf.data.missing.MissingSpec`; those modalities are dropped first (any model).
+    """
     loaded = load_model_from_checkpoint(ckpt_path)
-    preds = _predict_split(loaded, _checkpoint_split(loaded, data_path, split, require_labels=True))
+    s = _maybe_missing(_checkpoint_split(loaded, data_path, split, require_labels=True), missing)
+    preds = _predict_split(loaded, s)
     return MSATask.of_config(loaded.cfg).score(preds, with_loss_terms=False)
 
 
 def predict(ckpt_path: str | Path, data_path: str | Path, split: str = "test",
-            out_csv: str | Path | None = None) -> pd.DataFrame:
-    """One row per sample: id, label (empty when the file has none), y_o, y_t, y_av, y_f (fusion-head mean)."""
+            out_csv: str | Path | None = None, *, missing: Any = None) -> pd.DataFrame:
+    """One row per sample: id, label (empty when the file has none), y_o, y_t, y_av, y_f (fusion-head mean);
+    `missing` as in `evaluate_checkpoint`."""
     loaded = load_model_from_checkpoint(ckpt_path)
-    preds = _predict_split(loaded, _checkpoint_split(loaded, data_path, split, require_labels=False))
+    s = _maybe_missing(_checkpoint_split(loaded, data_path, split, require_labels=False), missing)
+    preds = _predict_split(loaded, s)
     frame = preds.to_frame(MSATask.of_config(loaded.cfg))
     if out_csv is not None:
         write_text(out_csv, frame.to_csv(index=False))
