@@ -22,6 +22,7 @@ app.add_typer(features_app, name="features")
 from . import data_cmd, synth_cmd, backbones_cmd, features_cmd, train_cmd, experiments_cmd, demo_cmd, report_cmd  # noqa: E402,F401,E501
 from . import export_cmd, erc_cmd  # noqa: E402,F401
 from . import rationale_cmd  # noqa: E402,F401
+from . import robustness_cmd  # noqa: E402,F401
 
 
 def main() -> None:

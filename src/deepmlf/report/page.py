@@ -117,6 +117,25 @@ def _fmt_seconds(s: float) -> str:
     return f"{m} min {sec:02d} s" if m else f"{sec} s"
 
 
+def _robustness_section(summary: RunSummary, out_dir: Path) -> list[str]:
+    if summary.run_dir is None:
+        return []
+    from ..train.robustness import ROBUSTNESS_PNG, plot_robustness, read_robustness, robustness_markdown
+
+    found = read_robustness(summary.run_dir)
+    if found is None:
+        return []
+    frame, info = found
+    md = ["## Robustness to missing modalities", "",
+          f"`deepmlf robustness` on `{info['data']}` [{info['split']}]: each test sample loses the named "
+          f"modality independently with the given probability (missing seed {info['missing_seed']}; text missing "
+          "= empty transcript, audio/vision missing = one all-zero frame; docs/missing-modalities.md). "
+          f"Seed means over seeds {info['seeds']}.", ""]
+    if plot_robustness(frame, out_dir / ROBUSTNESS_PNG, metrics=info["metrics"]):
+        md += [f"![metrics against the missing rate]({ROBUSTNESS_PNG})", ""]
+    return md + robustness_markdown(frame, info) + [""]
+
+
 def render(summary: RunSummary, out_dir: Path) -> Path:
     """Write report.md and its PNGs into `out_dir`; returns the path of report.md."""
     out_dir = Path(out_dir)
@@ -199,6 +218,9 @@ def render(summary: RunSummary, out_dir: Path) -> Path:
             md += [f"| {int(g['layer'])} | {_gate_cell(g.get('gate_attn'))} | {_gate_cell(g.get('gate_ffw'))} |"
                    for g in m.gates]
             md += ["", _gate_drift_sentence(m.gates, gate_kind), ""]
+
+    # ------------------------------------------------------------------ robustness (deepmlf robustness)
+    md += _robustness_section(summary, out_dir)
 
     # ------------------------------------------------------------------ config
     if cfg:

@@ -66,6 +66,7 @@ class RunSummary:
     intro_md: str = ""  # Markdown placed under the title
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     config: dict[str, Any] | None = None
+    run_dir: Path | None = None  # a train run dir: its robustness.csv (deepmlf robustness) is shown
 
 
 # ----------------------------------------------------------------------------- readers
@@ -193,6 +194,7 @@ def load_train_run(run_dir: Path, seed: int | None = None) -> RunSummary:
         table_rows=[(f"{name} {label}", m) for label, m in rows] if rows else None,
         intro_md=intro,
         config=cfg,
+        run_dir=run_dir,
     )
 
 
