@@ -16,7 +16,7 @@ from rich.console import Console
 from deepmlf.backbones.tiny import tiny_gpt2
 from deepmlf.data.dataset import make_loader
 from deepmlf.data.mmsa import load_mmsa
-from deepmlf.demo import comparison_table, demo_config, fastest_backbone_dtype, fusion_verdict, run_demo
+from deepmlf.demo import comparison_table, demo_config, fusion_verdict, run_demo
 from deepmlf.demo.probe_cache import FLOOR_ROWS, ensure_probe
 from deepmlf.demo.text_reference import extract_features, fit_text_head
 from deepmlf.errors import ConfigError
@@ -103,8 +103,10 @@ def test_demo_rejects_settings_that_break_the_comparison(tmp_path: Path) -> None
         demo_config(probe_path=tmp_path / "p.pkl", overrides=["model.av_encoder.init=random_tune"])
 
 
-def test_fastest_backbone_dtype_is_a_dtype_name() -> None:
-    assert fastest_backbone_dtype() in ("float32", "bfloat16")
+def test_demo_dtype_is_the_presets_not_a_timing(tmp_path: Path) -> None:
+    """The printed table must not depend on the machine: float32 unless the caller says otherwise."""
+    assert demo_config(probe_path=tmp_path / "p.pkl").model.dtype == "float32"
+    assert demo_config(probe_path=tmp_path / "p.pkl", overrides=["model.dtype=bfloat16"]).model.dtype == "bfloat16"
 
 
 @pytest.mark.slow
@@ -140,6 +142,14 @@ def test_demo_end_to_end_on_a_tiny_backbone(tmp_path: Path) -> None:
     assert "cross-attention switched off" in out
     row = next(l for l in md.splitlines() if l.startswith("| *DeepMLF, cross-attention off at test* |"))
     assert f"{result.ablation['MAE']:.4f}" in row
+    # The fusion head y_f alone: a column of the printed table and a row of the report.
+    assert result.fusion_head is not None and np.isfinite(result.fusion_head["MAE"])
+    assert "y_f alone" in out and "xattn off" in out and "fusion head y_f alone" in out
+    row = next(l for l in md.splitlines() if l.startswith("| *DeepMLF fusion head y_f alone* |"))
+    assert f"{result.fusion_head['MAE']:.4f}" in row
+    y_f = pd.read_csv(demo / "deepmlf/seed-1111/predictions_test.csv")["y_f"].to_numpy()
+    labels = pd.read_csv(demo / "deepmlf/seed-1111/predictions_test.csv")["label"].to_numpy()
+    assert result.fusion_head["MAE"] == pytest.approx(float(np.abs(y_f - labels).mean()), abs=1e-4)
 
     # A second run reuses the probe and replaces the models.
     run_demo(tmp_path / "demo", n=60, overrides=TINY, progress=False, console=Console(record=True))

@@ -123,6 +123,15 @@ class ModelConfig(_Strict):
     gate: Literal["sigmoid", "tanh", "none"] = "sigmoid"  # Table 13
     gate_init: float = 0.0  # raw gate parameter a at init: sigmoid(0)=0.5, tanh(0)=0
     gca_query: Literal["fusion", "text+fusion", "text"] = "fusion"  # Table 10: who queries the AV memory
+    # Constant on the cross-attention branch g1·GCA (1 = eq. 9): deep layers' residual stream is
+    # ~10^3 times a fresh GCA output (docs/deep-fusion.md), so the AV memory barely reaches the heads.
+    gca_scale: float = Field(1.0, gt=0.0)
+    # Which tokens the MM block's FFW updates: all (eq. 11, text and fusion) or fusion only (text
+    # tokens stay the frozen LM's states; docs/deep-fusion.md).
+    ffw_tokens: Literal["all", "fusion"] = "all"
+    # Std of the fusion tokens' normal init (eq. 7; 0.02 = ours and the authors'), or "embedding":
+    # the RMS of the LM's token-embedding table, so they enter the stream at the scale of a word.
+    fusion_init_std: float | Literal["embedding"] = 0.02
     ffw: Literal["full", "lora", "random", "off"] = "full"  # Table 10 (off) and DESIGN.md §1
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
@@ -156,6 +165,9 @@ class LossConfig(_Strict):
 class TrainConfig(_Strict):
     lr: float = Field(1e-4, gt=0)  # MM blocks, fusion tokens, heads
     lr_av: float = Field(1e-4, gt=0)  # AV encoder group
+    # Per-part lr factors on `lr` (parts of the model's `lr_parts()`; DeepMLF: gates, gca, ffw,
+    # norms, fusion_tokens, heads), e.g. {gates: 30}: each part gets its own AdamW groups. Empty = one lr.
+    lr_parts: dict[str, float] = Field(default_factory=dict)
     weight_decay: float = Field(0.005, ge=0)
     weight_decay_av: float = Field(0.005, ge=0)
     betas: tuple[float, float] = (0.9, 0.95)
@@ -178,6 +190,14 @@ class TrainConfig(_Strict):
     limit_batches: int | None = Field(None, ge=1)  # cap mini-batches per epoch and split (smoke runs)
     # Experiment trackers of accelerate, off by default; logs go to RUN_DIR/tracking (tensorboard needs no network).
     log_with: list[Tracker] = Field(default_factory=list)
+
+    @field_validator("lr_parts")
+    @classmethod
+    def _positive_factors(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: f for k, f in v.items() if not f > 0}
+        if bad:
+            raise ValueError(f"train.lr_parts factors must be > 0, got {bad}")
+        return v
 
     @field_validator("log_with", mode="before")
     @classmethod

@@ -218,6 +218,7 @@ SWITCHES = [
     {"augment": {"kind": "noise", "p_apply": 1.0}}, {"augment": {"kind": "none"}},
     {"av_encoder": {"init": "random_tune"}}, {"av_encoder": {"init": "pretrain_tune"}},
     {"av_encoder": {"init": "pretrain_freeze"}}, {"av_encoder": {"batchnorm": True}},
+    {"gca_scale": 16.0}, {"ffw_tokens": "fusion"}, {"fusion_init_std": "embedding"},
 ]
 
 
@@ -396,3 +397,68 @@ def test_prefix_layers_are_skipped_when_replaying(new_backbone):
     with torch.no_grad():
         model.eval()(make_batch(B=4, T=7))
     assert calls == [10]  # evaluation: one pass over T+K
+
+
+def test_fusion_head_reads_only_the_fusion_tokens(new_backbone):
+    """y_f = W_f on each fusion token's final state (eq. 13): no gradient, hence no dependence,
+    reaches it from the text tokens' states; y_o reads both."""
+    from deepmlf.model.multimodal_lm import MultimodalLMOutput
+
+    model = _build(new_backbone).eval()
+    b = make_batch()
+    with torch.no_grad():
+        real = model.lm(b.input_ids, b.attention_mask, *_z(model, b))
+    text = real.text_hidden.clone().requires_grad_(True)
+    fusion = real.fusion_hidden.clone().requires_grad_(True)
+    model.lm.forward = lambda *a, **k: MultimodalLMOutput(text_hidden=text, fusion_hidden=fusion)
+    out = model(b)
+    g_text, g_fusion = torch.autograd.grad(out.y_f.sum(), [text, fusion], allow_unused=True, retain_graph=True)
+    assert g_text is None or torch.count_nonzero(g_text) == 0
+    assert torch.count_nonzero(g_fusion) > 0
+    # Each fusion token's y_f reads that token alone.
+    g_one = torch.autograd.grad(out.y_f[:, 0].sum(), fusion, retain_graph=True)[0]
+    assert torch.count_nonzero(g_one[:, 1:]) == 0 and torch.count_nonzero(g_one[:, 0]) > 0
+    g_text_o = torch.autograd.grad(out.y_o.sum(), text)[0]
+    assert torch.count_nonzero(g_text_o) > 0
+
+
+def test_ffw_on_fusion_tokens_keeps_text_states_the_frozen_lms(new_backbone):
+    """model.ffw_tokens=fusion: with every gate open (sigmoid 0.5), the text states and LM logits
+    still equal the frozen LM's, and the fusion tokens still read the AV memory."""
+    reference = new_backbone()
+    model = _build(new_backbone, ffw_tokens="fusion").eval()
+    b = make_batch()
+    with torch.no_grad():
+        expected = reference.model.base_model(input_ids=b.input_ids, attention_mask=b.attention_mask).last_hidden_state
+        got = model.lm(b.input_ids, b.attention_mask, *_z(model, b))
+        z, mask = _z(model, b)
+        other = model.lm(b.input_ids, b.attention_mask, torch.randn_like(z), mask)
+    real = b.attention_mask.bool()
+    torch.testing.assert_close(got.text_hidden[real], expected[real], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got.fusion_hidden, other.fusion_hidden)
+
+
+def test_fusion_init_std_embedding_matches_the_embedding_rms(new_backbone):
+    default = _build(new_backbone)
+    matched = _build(new_backbone, fusion_init_std="embedding")
+    emb_rms = float(matched.lm.backbone.embed_tokens.weight.pow(2).mean().sqrt())
+    got = float(matched.lm.fusion_tokens.detach().pow(2).mean().sqrt())
+    assert abs(got - emb_rms) < 0.35 * emb_rms  # n_f · D = 96 draws
+    assert abs(float(default.lm.fusion_tokens.detach().pow(2).mean().sqrt()) - 0.02) < 0.35 * 0.02
+
+
+def test_new_switches_at_their_defaults_are_bit_identical(new_backbone):
+    """gca_scale 1, ffw_tokens all, fusion_init_std 0.02 written out = the config without them."""
+    a = _build(new_backbone)
+    b = _build(new_backbone, gca_scale=1.0, ffw_tokens="all", fusion_init_std=0.02)
+    batch = make_batch()
+    a.train(), b.train()
+    torch.manual_seed(1)
+    oa = a(batch)
+    torch.manual_seed(1)
+    ob = b(batch)
+    assert torch.equal(oa.y_o, ob.y_o) and torch.equal(oa.y_f, ob.y_f) and torch.equal(oa.loss, ob.loss)
+    oa.loss.backward(), ob.loss.backward()
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        if p.grad is not None:
+            assert torch.equal(p.grad, q.grad), n

@@ -85,3 +85,29 @@ def test_ffw_off_and_ffw_on_text_tokens():
     with pytest.raises(ValueError, match="together"):
         MMBlock(attn=no_ffw.attn, norm_attn=no_ffw.norm_attn, gate_attn=no_ffw.gate_attn,
                 ffw=with_ffw.ffw, norm_ffw=None, gate_ffw=None)
+
+
+def test_gca_scale_multiplies_only_the_cross_attention_branch():
+    """model.gca_scale = s: X_f <- X_f + s · g1 · GCA(...) exactly; 1 leaves the block as eq. 9."""
+    h = torch.randn(2, 7, 32)
+    z, mask = torch.randn(2, 5, 6), torch.ones(2, 5, dtype=torch.bool)
+    plain = _block("fusion", ffw=False)
+    scaled = _block("fusion", ffw=False)
+    scaled.gca_scale = 8.0
+    a, b = plain(h, z, mask, n_text=4), scaled(h, z, mask, n_text=4)
+    assert torch.equal(b[:, :4], h[:, :4])
+    torch.testing.assert_close(b[:, 4:] - h[:, 4:], 8.0 * (a[:, 4:] - h[:, 4:]), rtol=1e-5, atol=1e-5)
+
+
+def test_ffw_on_fusion_tokens_only_leaves_text_untouched():
+    """model.ffw_tokens=fusion: text tokens pass the block unchanged; fusion tokens get exactly what
+    the paper's block (FFW on all tokens, token-wise) gives them."""
+    h = torch.randn(2, 7, 32)
+    z, mask = torch.randn(2, 5, 6), torch.ones(2, 5, dtype=torch.bool)
+    both = _block("fusion")
+    only = _block("fusion")
+    only.ffw_tokens = "fusion"
+    a, b = both(h, z, mask, n_text=4), only(h, z, mask, n_text=4)
+    assert torch.equal(b[:, :4], h[:, :4])
+    assert not torch.allclose(a[:, :4], h[:, :4])
+    torch.testing.assert_close(b[:, 4:], a[:, 4:], rtol=1e-6, atol=1e-6)

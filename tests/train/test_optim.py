@@ -137,3 +137,35 @@ def test_authors_warm_restart_cosine_at_known_steps():
     assert lrs[4:] == pytest.approx(expected, rel=1e-6)
     assert lrs[4] == lrs[12] == lrs[20] == pytest.approx(1e-3)  # each period restarts at lr
     assert min(lrs[4:]) > 1e-7  # never reaches 0, whatever the epoch count
+
+
+class ToyParts(Toy):
+    def lr_parts(self) -> dict[str, list[nn.Parameter]]:
+        return {"gates": [self.gate], "tokens": [self.tokens], "norms": list(self.norm.parameters())}
+
+
+def test_lr_parts_give_named_parts_their_own_lr_and_keep_the_rest():
+    m = ToyParts()
+    cfg = TrainConfig(lr=1e-4, lr_av=3e-4, weight_decay=0.1, lr_parts={"gates": 30.0, "tokens": 3.0})
+    groups = {g["name"]: g for g in param_groups(m, cfg, av_module=m.av_encoder)}
+    assert list(groups) == ["main", "main_no_decay", "gates_no_decay", "tokens", "av", "av_no_decay"]
+    assert _ids(groups["gates_no_decay"]["params"]) == _ids([m.gate])
+    assert groups["gates_no_decay"]["lr"] == pytest.approx(3e-3) and groups["gates_no_decay"]["weight_decay"] == 0.0
+    assert _ids(groups["tokens"]["params"]) == _ids([m.tokens])
+    assert (groups["tokens"]["lr"], groups["tokens"]["weight_decay"]) == (pytest.approx(3e-4), 0.1)
+    assert _ids(groups["main"]["params"]) == _ids([m.proj.weight])
+    assert _ids(groups["main_no_decay"]["params"]) == _ids([m.proj.bias, m.norm.weight, m.norm.bias])
+    every = [id(p) for g in groups.values() for p in g["params"]]
+    assert len(every) == len(set(every)) == len([p for p in m.parameters() if p.requires_grad])
+    # Empty lr_parts: exactly today's groups.
+    plain = param_groups(m, TrainConfig(lr=1e-4), av_module=m.av_encoder)
+    assert [g["name"] for g in plain] == ["main", "main_no_decay", "av", "av_no_decay"]
+
+
+def test_lr_parts_errors_name_the_part_or_the_model():
+    with pytest.raises(ConfigError, match=r"unknown part\(s\) gca; ToyParts has gates, norms, tokens"):
+        param_groups(ToyParts(), TrainConfig(lr_parts={"gca": 2.0}))
+    with pytest.raises(ConfigError, match="Toy has no named parts"):
+        param_groups(Toy(), TrainConfig(lr_parts={"gates": 2.0}))
+    with pytest.raises(ValueError, match="lr_parts"):
+        TrainConfig(lr_parts={"gates": 0.0})

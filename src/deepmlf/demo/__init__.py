@@ -4,10 +4,10 @@
 `pipeline` for the stages, `text_reference` / `av_reference` for the unimodal baselines.
 """
 
-from .pipeline import DEFAULT_OUT, DEMO_N, FAST_N, DemoResult, demo_config, fastest_backbone_dtype, run_demo
+from .pipeline import DEFAULT_OUT, DEMO_N, FAST_N, DemoResult, demo_config, run_demo
 from .table import comparison_table, fusion_verdict
 
 __all__ = [
     "DEFAULT_OUT", "DEMO_N", "FAST_N", "DemoResult", "comparison_table", "demo_config",
-    "fastest_backbone_dtype", "fusion_verdict", "run_demo",
+    "fusion_verdict", "run_demo",
 ]

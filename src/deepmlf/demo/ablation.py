@@ -20,6 +20,11 @@ from ..metrics import msa_metrics
 from ..train.evaluate import collect_predictions
 
 ABLATION_NAME = "DeepMLF, cross-attention off at test"
+FUSION_HEAD_NAME = "DeepMLF fusion head y_f alone"
+FUSION_HEAD_NOTE = (
+    "the trained DeepMLF's fusion head W_f (eq. 13) on the fusion tokens alone, averaged over tokens: "
+    "no x_tK, no z̄, so whatever it knows of text and AV came through the deep path"
+)
 ABLATION_NOTE = (
     "the trained DeepMLF scored with every MM block's cross-attention branch g1·GCA (eq. 9) set to 0: "
     "no AV reaches the fusion tokens; the task head still reads x_tK and z̄ (not retrained)"
@@ -40,14 +45,23 @@ def cross_attention_off(model: torch.nn.Module) -> Iterator[None]:
             h.remove()
 
 
-def score_without_cross_attention(best_pt: Path, test: Split, *, dataset: str) -> dict[str, float]:
-    """MMSA metrics of `best_pt` on `test` with the cross-attention branches off."""
+def score_deep_path(best_pt: Path, test: Split, *, dataset: str) -> tuple[dict[str, float], dict[str, float]]:
+    """(MMSA metrics of `best_pt`'s fusion head y_f alone, of its task head with the
+    cross-attention branches off), both on `test`, from one load of the checkpoint."""
     from ..train.run import load_model_from_checkpoint
 
     loaded = load_model_from_checkpoint(best_pt)
     cfg = loaded.cfg
     loader = make_loader(test, loaded.tokenizer, max_text_len=cfg.data.max_text_len,
                          batch_size=cfg.data.eval_batch_size, shuffle=False)
+    full = collect_predictions(loaded.model, loader)
+    fusion_head = msa_metrics(full.heads["y_f"], full.labels, dataset)
     with cross_attention_off(loaded.model):
         preds = collect_predictions(loaded.model, loader)
-    return {k: float(v) for k, v in msa_metrics(preds.prediction, preds.labels, dataset).items()}
+    off = msa_metrics(preds.prediction, preds.labels, dataset)
+    return ({k: float(v) for k, v in fusion_head.items()}, {k: float(v) for k, v in off.items()})
+
+
+def score_without_cross_attention(best_pt: Path, test: Split, *, dataset: str) -> dict[str, float]:
+    """MMSA metrics of `best_pt` on `test` with the cross-attention branches off."""
+    return score_deep_path(best_pt, test, dataset=dataset)[1]

@@ -30,10 +30,10 @@ from ..errors import ConfigError
 from ..io import write_json
 from ..report import COMPARISON_FILE, write_report
 from ..tasks import MSATask
-from .ablation import ABLATION_NAME, ABLATION_NOTE, score_without_cross_attention
+from .ablation import ABLATION_NAME, ABLATION_NOTE, FUSION_HEAD_NAME, FUSION_HEAD_NOTE, score_deep_path
 from .av_reference import score_av_reference
 from .probe_cache import FLOOR_ROWS, ensure_probe
-from .table import ablation_sentence, comparison_table, fusion_verdict
+from .table import EXTRA_COLUMNS, ablation_sentence, comparison_table, fusion_head_sentence, fusion_verdict
 from .text_reference import extract_features, fit_text_head
 
 DEFAULT_OUT = Path("runs/demo")
@@ -63,40 +63,19 @@ class DemoResult:
     report: Path | None = None
     backbone_dtype: str = "float32"
     ablation: dict[str, float] | None = None  # DeepMLF's test metrics with cross-attention off
+    fusion_head: dict[str, float] | None = None  # test metrics of DeepMLF's y_f alone (fusion tokens only)
 
     @property
     def fusion_wins(self) -> bool:
         return fusion_verdict(self.metrics)[0]
 
 
-def fastest_backbone_dtype(d_model: int = 576, rows: int = 768, reps: int = 3) -> str:
-    """"bfloat16" when this CPU multiplies in bf16 faster than in fp32 (e.g. AVX512-BF16/AMX), else "float32".
+def demo_config(*, probe_path: Path, overrides: list[str] | None = None, fast: bool = False) -> Config:
+    """The `demo` preset, --fast settings, then the caller's `key=value` overrides (they win).
 
-    Measured, not guessed from CPU flags: a bf16 matmul without hardware support is several
-    times slower than fp32, with it several times faster (the frozen LM is most of the demo's time).
-    """
-    if torch.cuda.is_available():
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    x = torch.randn(rows, d_model)
-    w = torch.randn(4 * d_model, d_model)
-    timing = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        xd, wd = x.to(dtype), w.to(dtype)
-        torch.nn.functional.linear(xd, wd)  # warm-up
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            torch.nn.functional.linear(xd, wd)
-        timing[dtype] = time.perf_counter() - t0
-    return "bfloat16" if timing[torch.bfloat16] < 0.8 * timing[torch.float32] else "float32"
-
-
-def demo_config(
-    *, probe_path: Path, overrides: list[str] | None = None, fast: bool = False, dtype: str | None = None
-) -> Config:
-    """The `demo` preset, --fast settings, then the caller's `key=value` overrides (they win)."""
+    The backbone dtype is the preset's (float32), never picked by timing this machine, so the
+    printed table is the same on every CPU up to float rounding."""
     base = list(FAST_OVERRIDES if fast else [])
-    if dtype is not None:
-        base.append(f"model.dtype={dtype}")
     cfg = load_config(preset="demo", overrides=base + list(overrides or []) + [f"data.path={probe_path}"])
     if len(cfg.train.seeds) != 1:
         raise ConfigError(f"train.seeds={cfg.train.seeds}: the demo trains one seed; give exactly one")
@@ -156,8 +135,7 @@ def run_demo(
 
     # ------------------------------------------------------------------ 2. backbone
     t0 = time.perf_counter()
-    dtype = None if any(o.split("=", 1)[0].strip() == "model.dtype" for o in overrides or []) else fastest_backbone_dtype()
-    cfg = demo_config(probe_path=probe_path, overrides=overrides, fast=fast, dtype=dtype)
+    cfg = demo_config(probe_path=probe_path, overrides=overrides, fast=fast)
     banner(2, f"backbone {cfg.model.backbone} ({cfg.model.dtype})")
     backbone = load_backbone(cfg.model.backbone, dtype=cfg.model.dtype)
     console.print(
@@ -197,10 +175,11 @@ def run_demo(
                                     tokenizer=backbone.tokenizer)
     timings["AV-only evaluation"] = time.perf_counter() - t0
 
-    # Does the deep path (fusion tokens reading Z) carry part of the gain, or only the task head?
+    # Does the deep path (fusion tokens reading Z) carry the fusion, or only the task head?
+    # y_f alone reads nothing but the fusion tokens; cross-attention off cuts Z out of them.
     t0 = time.perf_counter()
-    ablation = score_without_cross_attention(seed_dir / "best.pt", data.splits["test"], dataset=cfg.data.dataset)
-    timings["ablation (cross-attention off)"] = time.perf_counter() - t0
+    fusion_head, ablation = score_deep_path(seed_dir / "best.pt", data.splits["test"], dataset=cfg.data.dataset)
+    timings["y_f alone + ablation (cross-attention off)"] = time.perf_counter() - t0
 
     from ..report.rundir import read_metrics
 
@@ -211,13 +190,15 @@ def run_demo(
     }
     timings["total"] = time.perf_counter() - t_start
     result = DemoResult(out_dir=out_dir, metrics=metrics, noise_floor=floor, timings=timings,
-                        backbone_dtype=cfg.model.dtype, ablation=ablation)
+                        backbone_dtype=cfg.model.dtype, ablation=ablation, fusion_head=fusion_head)
     _write_comparison(result, cfg, n=n, probe_seed=probe_seed)
     result.report = write_report(out_dir)
 
-    console.print(comparison_table(metrics, floor, dataset=cfg.data.dataset))
+    console.print(comparison_table(metrics, floor, dataset=cfg.data.dataset,
+                                   extra={EXTRA_COLUMNS["y_f"]: fusion_head, EXTRA_COLUMNS["ablation"]: ablation}))
     wins, verdict = fusion_verdict(metrics)
     console.print(("[bold green]" if wins else "[bold yellow]") + verdict)
+    console.print(fusion_head_sentence(fusion_head, metrics))
     console.print(ablation_sentence(metrics["DeepMLF"], ablation))
     console.print(f"total wall time {timings['total'] / 60:.1f} min · report: [bold]{result.report}[/]")
     return result
@@ -238,7 +219,8 @@ def _write_comparison(result: DemoResult, cfg: Config, *, n: int, probe_seed: in
         "alone cannot see the word, so only a model that fuses them can approach the oracle.\n\n"
         f"Backbone `{cfg.model.backbone}` (frozen, {cfg.model.dtype}); MM blocks after layers "
         f"{cfg.model.mm_layers}; {cfg.model.n_fusion} fusion tokens. All three models are scored on the same "
-        f"test split.\n\n**Result:** {verdict} {ablation_sentence(result.metrics['DeepMLF'], result.ablation)}"
+        f"test split.\n\n**Result:** {verdict} {fusion_head_sentence(result.fusion_head, result.metrics)} "
+        f"{ablation_sentence(result.metrics['DeepMLF'], result.ablation)}"
     )
     write_json(result.out_dir / COMPARISON_FILE, {
         "title": "DeepMLF demo: fusion against each modality alone",
@@ -252,7 +234,9 @@ def _write_comparison(result: DemoResult, cfg: Config, *, n: int, probe_seed: in
         "references": [
             {"name": FLOOR_ROWS[k], "metrics": result.noise_floor[k], "note": NOISE_FLOOR_NOTES[k]}
             for k in FLOOR_ROWS if k in result.noise_floor
-        ] + ([{"name": ABLATION_NAME, "metrics": result.ablation, "note": ABLATION_NOTE}] if result.ablation else []),
+        ] + ([{"name": FUSION_HEAD_NAME, "metrics": result.fusion_head, "note": FUSION_HEAD_NOTE}]
+             if result.fusion_head else [])
+          + ([{"name": ABLATION_NAME, "metrics": result.ablation, "note": ABLATION_NOTE}] if result.ablation else []),
         "timings": result.timings,
         "probe": {"n": n, "seed": probe_seed},
     })

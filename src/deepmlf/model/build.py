@@ -104,6 +104,8 @@ def _build_mm_block(cfg: Config, backbone: Backbone, layer_index: int) -> MMBloc
         norm_ffw=backbone.make_norm() if has_ffw else None,
         gate_ffw=Gate(kind=m.gate, init=m.gate_init) if has_ffw else None,
         query=m.gca_query,
+        gca_scale=m.gca_scale,
+        ffw_tokens=m.ffw_tokens,
     )
 
 
@@ -129,8 +131,11 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
         dropout=m.augment.dropout, noise_std=m.augment.noise_std, permutation=m.augment.permutation,
     )
     mm_blocks = {i: _build_mm_block(cfg, backbone, i) for i in m.mm_layers}
+    init_std = m.fusion_init_std
+    if init_std == "embedding":
+        init_std = float(backbone.embed_tokens.weight.detach().float().pow(2).mean().sqrt())
     lm = MultimodalLM(backbone=backbone, mm_blocks=mm_blocks, n_fusion=m.n_fusion, augment=augment,
-                      backbone_dropout=m.backbone_dropout)
+                      backbone_dropout=m.backbone_dropout, fusion_init_std=float(init_std))
     # Backbone(...) gave the tokenizer an eos (pad as eos for BERT-style ones, as the authors do).
     eos = backbone.tokenizer.eos_token_id
     model = DeepMLF(

@@ -153,6 +153,20 @@ class DeepMLF(nn.Module):
             out.append({"layer": i, "gate_attn": g1, "gate_ffw": g2})
         return out
 
+    def lr_parts(self) -> dict[str, list[nn.Parameter]]:
+        """Named parts for `train.lr_parts` (the AV encoder has its own lr, `train.lr_av`)."""
+        blocks = [b for _, b in self.lm.mm_blocks()]
+        gates = [p for b in blocks for g in (b.gate_attn, b.gate_ffw) if g is not None for p in g.parameters()]
+        norms = [p for b in blocks for n in (b.norm_attn, b.norm_ffw) if n is not None for p in n.parameters()]
+        return {
+            "gates": gates,
+            "gca": [p for b in blocks for p in b.attn.parameters()],
+            "ffw": [p for b in blocks if b.ffw is not None for p in b.ffw.parameters()],
+            "norms": norms,
+            "fusion_tokens": [self.lm.fusion_tokens],
+            "heads": list(self.heads.parameters()),
+        }
+
     def parameter_counts(self) -> dict:
         """{"trainable", "total", "by_module": {name: {"trainable", "total"}}}."""
         return count_parameters(

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 GateKind = Literal["sigmoid", "tanh", "none"]
 QueryKind = Literal["fusion", "text+fusion", "text"]
+FFWTokens = Literal["all", "fusion"]
 
 
 class Gate(nn.Module):
@@ -89,6 +90,8 @@ class MMBlock(nn.Module):
         norm_ffw: nn.Module | None,
         gate_ffw: Gate | None,
         query: QueryKind = "fusion",
+        gca_scale: float = 1.0,
+        ffw_tokens: FFWTokens = "all",
     ) -> None:
         super().__init__()
         if (ffw is None) != (norm_ffw is None) or (ffw is None) != (gate_ffw is None):
@@ -100,21 +103,38 @@ class MMBlock(nn.Module):
         self.norm_ffw = norm_ffw
         self.gate_ffw = gate_ffw
         self.query = query
+        # A constant on the cross-attention branch (1 = eq. 9). Deep in a pretrained LM the
+        # residual stream is hundreds of times larger than a fresh GCA output (SmolLM2-135M after
+        # layer 25: RMS ~250 on text, ~550 on fusion tokens, vs ~0.1; docs/deep-fusion.md), so
+        # the AV memory is a rounding error of the stream until the weights grow by that factor,
+        # which Adam's ~lr-per-step updates cannot do in a few hundred steps.
+        self.gca_scale = float(gca_scale)
+        # all (eq. 11): the FFW acts on text and fusion tokens. fusion: on the fusion tokens only,
+        # so the text tokens stay the frozen LM's own states at every layer.
+        self.ffw_tokens = ffw_tokens
+
+    def _gca(self, x: Tensor, z: Tensor, z_mask: Tensor) -> Tensor:
+        y = self.gate_attn(self.attn(self.norm_attn(x), z, z_mask))
+        return y * self.gca_scale if self.gca_scale != 1.0 else y
 
     def forward(self, h: Tensor, z: Tensor, z_mask: Tensor, *, n_text: int) -> Tensor:
         # h: (B, T+K, D) with T = n_text, z: (B, S, D_av), z_mask: (B, S) -> (B, T+K, D)
         if self.query == "fusion":
             x_t, x_f = h[:, :n_text], h[:, n_text:]  # (B, T, D), (B, K, D)
-            x_f = x_f + self.gate_attn(self.attn(self.norm_attn(x_f), z, z_mask))  # eq. 9
+            x_f = x_f + self._gca(x_f, z, z_mask)  # eq. 9
             h = torch.cat([x_t, x_f], dim=1)  # eq. 10
         elif self.query == "text":
             x_t, x_f = h[:, :n_text], h[:, n_text:]
-            x_t = x_t + self.gate_attn(self.attn(self.norm_attn(x_t), z, z_mask))
+            x_t = x_t + self._gca(x_t, z, z_mask)
             h = torch.cat([x_t, x_f], dim=1)
         else:  # "text+fusion": every token queries the AV memory
-            h = h + self.gate_attn(self.attn(self.norm_attn(h), z, z_mask))
+            h = h + self._gca(h, z, z_mask)
         if self.ffw is not None:
-            h = h + self.gate_ffw(self.ffw(self.norm_ffw(h)))  # eq. 11, text and fusion tokens
+            if self.ffw_tokens == "fusion":
+                x_t, x_f = h[:, :n_text], h[:, n_text:]
+                h = torch.cat([x_t, x_f + self.gate_ffw(self.ffw(self.norm_ffw(x_f)))], dim=1)
+            else:
+                h = h + self.gate_ffw(self.ffw(self.norm_ffw(h)))  # eq. 11, text and fusion tokens
         return h
 
     def gate_values(self) -> tuple[float, float | None]:

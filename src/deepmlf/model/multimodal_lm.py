@@ -166,7 +166,7 @@ class MultimodalLM(nn.Module):
 
     def __init__(
         self, *, backbone: Backbone, mm_blocks: dict[int, MMBlock], n_fusion: int, augment: EmbeddingAugment,
-        backbone_dropout: bool = False,
+        backbone_dropout: bool = False, fusion_init_std: float = 0.02,
     ) -> None:
         super().__init__()
         ensure_unwrapped(backbone)
@@ -189,7 +189,8 @@ class MultimodalLM(nn.Module):
         for i in range(first):
             layers[i] = FrozenPrefixLayer(layer=layers[i], control=self.prefix)
         D = backbone.hidden_size
-        self.fusion_tokens = nn.Parameter(torch.randn(n_fusion, D) * 0.02)  # N(0, 0.02), float32
+        # N(0, fusion_init_std²), float32; 0.02 by default (the authors'), model.fusion_init_std otherwise.
+        self.fusion_tokens = nn.Parameter(torch.randn(n_fusion, D) * fusion_init_std)
         self.augment = augment
         self.backbone_dropout = backbone_dropout
         self.train(True)  # nn.Module's default mode, with the backbone held in eval

@@ -75,11 +75,28 @@ def param_groups(model: nn.Module, cfg: TrainConfig, *, av_module: nn.Module | N
     av_ids = {id(p) for p in av_params}
     rest = [p for p in _unique_trainable(model.parameters()) if id(p) not in av_ids]
 
+    # train.lr_parts: named parts of the non-AV parameters get lr · factor (their own groups).
+    part_groups: list[dict] = []
+    if cfg.lr_parts:
+        parts = _lr_parts(model, cfg)
+        taken: set[int] = set()
+        rest_ids = {id(p) for p in rest}
+        for name, factor in cfg.lr_parts.items():
+            params = [p for p in _unique_trainable(parts[name]) if id(p) in rest_ids and id(p) not in taken]
+            taken.update(id(p) for p in params)
+            decay, no = split_decay(params, norm_ids)
+            part_groups += [
+                {"name": name, "params": decay, "lr": cfg.lr * factor, "weight_decay": cfg.weight_decay},
+                {"name": f"{name}_no_decay", "params": no, "lr": cfg.lr * factor, "weight_decay": 0.0},
+            ]
+        rest = [p for p in rest if id(p) not in taken]
+
     rest_decay, rest_no = split_decay(rest, norm_ids)
     av_decay, av_no = split_decay(av_params, norm_ids)
     groups = [
         {"name": "main", "params": rest_decay, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
         {"name": "main_no_decay", "params": rest_no, "lr": cfg.lr, "weight_decay": 0.0},
+        *part_groups,
         {"name": "av", "params": av_decay, "lr": cfg.lr_av, "weight_decay": cfg.weight_decay_av},
         {"name": "av_no_decay", "params": av_no, "lr": cfg.lr_av, "weight_decay": 0.0},
     ]
@@ -87,6 +104,19 @@ def param_groups(model: nn.Module, cfg: TrainConfig, *, av_module: nn.Module | N
     if not groups:
         raise ConfigError("nothing to train: every parameter of the model is frozen")
     return groups
+
+
+def _lr_parts(model: nn.Module, cfg: TrainConfig) -> dict[str, list[nn.Parameter]]:
+    parts_of = getattr(model, "lr_parts", None)
+    if parts_of is None:
+        raise ConfigError(f"train.lr_parts={dict(cfg.lr_parts)}: {type(model).__name__} has no named parts; "
+                          "remove train.lr_parts")
+    parts = parts_of()
+    unknown = sorted(set(cfg.lr_parts) - set(parts))
+    if unknown:
+        raise ConfigError(f"train.lr_parts: unknown part(s) {', '.join(unknown)}; "
+                          f"{type(model).__name__} has {', '.join(sorted(parts))}")
+    return parts
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, *, av_module: nn.Module | None = None) -> AdamW:
