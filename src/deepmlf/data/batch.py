@@ -21,6 +21,10 @@ class Batch:
     ids: list[str]  # sample ids, as in the pickle's `id` key
     # (B,) bool, True where the transcript was empty (text missing, deepmlf.data.missing); None = unknown.
     text_missing: torch.Tensor | None = None
+    # Teacher rationales (model.rationale): (B, R) long token ids ending in eos, right-padded; the
+    # mask is 1 on real tokens and all 0 for a sample without one (no rationale loss). None = none.
+    rationale_ids: torch.Tensor | None = None
+    rationale_mask: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {

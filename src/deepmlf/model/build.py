@@ -43,6 +43,21 @@ def _load_backbone(cfg: Config) -> Backbone:
     return load_backbone(cfg.model.backbone, dtype=cfg.model.dtype)
 
 
+def keep_first_layers(backbone: Backbone, n: int) -> None:
+    """`model.backbone_layers`: drop the decoder layers from index n on (a smaller student that
+    shares the tokenizer; the final norm and LM head then read layer n-1). In place, before wrapping."""
+    layers = backbone.layers
+    if n > len(layers):
+        raise ConfigError(f"model.backbone_layers={n}: backbone {backbone.name!r} has only {len(layers)} decoder layers")
+    if n == len(layers):
+        return
+    del layers[n:]
+    config = backbone.model.config
+    config.num_hidden_layers = n  # GPT-2 maps it to n_layer; HF caches and masks size themselves by it
+    if getattr(config, "layer_types", None):
+        config.layer_types = list(config.layer_types)[:n]
+
+
 def build_av_encoder(cfg: AVEncoderConfig, *, audio_dim: int, vision_dim: int) -> AVEncoder:
     for key, dim in (("audio", audio_dim), ("vision", vision_dim)):
         if dim < 1:
@@ -114,6 +129,8 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
     m = cfg.model
     backbone = backbone if backbone is not None else _load_backbone(cfg)
     ensure_unwrapped(backbone)
+    if m.backbone_layers is not None:
+        keep_first_layers(backbone, m.backbone_layers)
     check_model_against(cfg, backbone.spec())
     backbone.freeze()  # once, before anything trainable is attached to it
 
@@ -138,7 +155,9 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
                       backbone_dropout=m.backbone_dropout, fusion_init_std=float(init_std))
     # Backbone(...) gave the tokenizer an eos (pad as eos for BERT-style ones, as the authors do).
     eos = backbone.tokenizer.eos_token_id
-    model = DeepMLF(
+    cls, extra = (DeepMLF, {}) if not m.rationale.enabled else _rationale_parts(cfg, lm, backbone)
+    model = cls(
+        **extra,
         lm=lm,
         av_encoder=av_encoder,
         av_norm=nn.LayerNorm(m.av_encoder.d_av),
@@ -161,6 +180,46 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
         ", ".join(f"{k} {v['trainable']:,}" for k, v in counts["by_module"].items()),
     )
     return model
+
+
+def _rationale_parts(cfg: Config, lm: MultimodalLM, backbone: Backbone) -> tuple[type, dict]:
+    """model.rationale: the RationaleDeepMLF class and its extra arguments (LoRA injected here, once)."""
+    from .rationale import RationaleDeepMLF, RationaleSettings
+
+    r = cfg.model.rationale
+    tok = backbone.tokenizer
+    prompt = tok(r.prompt, add_special_tokens=False)["input_ids"]
+    if not prompt:
+        raise ConfigError(f"model.rationale.prompt={r.prompt!r} has no tokens; the rationale needs a prompt")
+    lora: list = []
+    if r.lora_layers:
+        from .rationale import add_suffix_lora
+
+        lora = add_suffix_lora(lm, n_layers=r.lora_layers, r=r.lora_r, alpha=r.lora_alpha, dropout=r.lora_dropout)
+    teacher = None
+    if r.teacher_checkpoint:
+        teacher = _load_teacher(r.teacher_checkpoint, cfg, tok)
+    settings = RationaleSettings(max_len=r.max_len, lambda_rat=r.lambda_rat, label_task=r.label_task,
+                                 lambda_label=r.lambda_label, kd_ce_weight=r.kd_ce_weight, kd_weight=r.kd_weight,
+                                 kd_temperature=r.kd_temperature, kd_t2=r.kd_t2)
+    return RationaleDeepMLF, {"rationale": settings, "prompt_ids": torch.tensor(prompt), "tokenizer": tok,
+                              "lora_params": lora, "teacher": teacher}
+
+
+def _load_teacher(path: str, cfg: Config, tokenizer: object) -> nn.Module:
+    """A trained assistant (best.pt of a rationale run) for token-level KD; same tokenizer and prompt."""
+    from ..losses.token_kd import check_same_tokenizer
+    from ..predictor import load
+    from .rationale import RationaleDeepMLF
+
+    teacher = load(path)
+    if not isinstance(teacher.model, RationaleDeepMLF):
+        raise ConfigError(f"model.rationale.teacher_checkpoint={path}: not a model with a rationale head")
+    check_same_tokenizer(tokenizer, teacher.tokenizer, student_name="student", teacher_name=f"assistant ({path})")
+    if teacher.config.model.rationale.prompt != cfg.model.rationale.prompt:
+        raise ConfigError(f"model.rationale.prompt differs from the assistant's ({path}): "
+                          f"{cfg.model.rationale.prompt!r} vs {teacher.config.model.rationale.prompt!r}")
+    return teacher.model
 
 
 def build_text_regressor(cfg: Config, backbone: Backbone | None = None) -> TextRegressor:

@@ -96,12 +96,19 @@ class DeepMLF(nn.Module):
         enc = self.av_encoder.encode_batch(batch)  # z: (B, S, D_av), mask: (B, S)
         z = self.av_norm(enc.z)  # (B, S, D_av)
         lm_out = self.lm(batch.input_ids, batch.attention_mask, z, enc.mask)
+        out = self.head_outputs(batch, lm_out, z, enc.mask)
+        if labels_usable(batch.labels):
+            out.loss, out.loss_terms = self.losses(out, batch, use_lm=out.lm_logits is not None)
+        return out
+
+    def head_outputs(self, batch: Batch, lm_out, z: Tensor, z_mask: Tensor) -> DeepMLFOutput:
+        """Eq. 12-13 heads on the LM's outputs (shared with the rationale model); no loss."""
         text_h, fusion_h = lm_out.text_hidden, lm_out.fusion_hidden  # (B, T, D), (B, K, D)
         B = text_h.shape[0]
         last = (batch.attention_mask.sum(1) - 1).clamp(min=0)  # (B,) index of the last real token
         x_tk = text_h[torch.arange(B, device=text_h.device), last]  # (B, D)
         x_f = fusion_h.mean(1)  # (B, D)
-        z_bar = masked_mean(z, enc.mask)  # (B, D_av)
+        z_bar = masked_mean(z, z_mask)  # (B, D_av)
         y_o = self.heads.task(torch.cat([x_f, x_tk, z_bar], dim=-1))  # (B,), eq. 12
         y_t = self.heads.text(x_tk)  # (B,)
         y_av = self.heads.av(z_bar)  # (B,)
@@ -109,10 +116,7 @@ class DeepMLF(nn.Module):
         # λ_LM = 0: the vocabulary projection (B·T·D·V, the costliest head) is not computed at all.
         use_lm = self.loss_weights.lambda_lm > 0
         lm_logits = self.lm.lm_logits(text_h) if use_lm else None  # (B, T, V)
-        out = DeepMLFOutput(y_o=y_o, y_t=y_t, y_av=y_av, y_f=y_f, lm_logits=lm_logits, loss=None, loss_terms={})
-        if labels_usable(batch.labels):
-            out.loss, out.loss_terms = self.losses(out, batch, use_lm=use_lm)
-        return out
+        return DeepMLFOutput(y_o=y_o, y_t=y_t, y_av=y_av, y_f=y_f, lm_logits=lm_logits, loss=None, loss_terms={})
 
     def losses(self, out: DeepMLFOutput, batch: Batch, *, use_lm: bool) -> tuple[Tensor, dict[str, Tensor]]:
         """Eq. 13-14. The LM term is skipped (0) when λ_LM = 0: it is the costliest one."""

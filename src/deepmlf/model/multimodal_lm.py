@@ -43,16 +43,19 @@ class AVMemory:
 
     def __init__(self) -> None:
         self._held: tuple[Tensor, Tensor, int] | None = None
+        self.n_suffix = 0  # trailing prompt/rationale tokens of the pass (model.rationale); 0 = none
 
     @contextmanager
-    def hold(self, z: Tensor, z_mask: Tensor, *, n_text: int) -> Iterator[None]:
+    def hold(self, z: Tensor, z_mask: Tensor, *, n_text: int, n_suffix: int = 0) -> Iterator[None]:
         if self._held is not None:
             raise RuntimeError("AVMemory is already holding a memory (nested multimodal forward)")
         self._held = (z, z_mask, n_text)
+        self.n_suffix = n_suffix
         try:
             yield
         finally:
             self._held = None
+            self.n_suffix = 0
 
     def get(self) -> tuple[Tensor, Tensor, int]:
         if self._held is None:
@@ -138,8 +141,21 @@ class DecoderLayerWithMM(nn.Module):
         z, z_mask, n_text = self.memory.get()
         # The trainable block runs in float32 even over a bf16 backbone; the residual stream
         # goes back to the backbone's dtype.
-        h_new = self.mm_block(h.float(), z, z_mask, n_text=n_text).to(h.dtype)
+        h_new = self._mm(h.float(), z, z_mask, n_text).to(h.dtype)
         return (h_new, *rest) if returns_tuple else h_new
+
+    def _mm(self, h: Tensor, z: Tensor, z_mask: Tensor, n_text: int) -> Tensor:
+        n_suffix = self.memory.n_suffix
+        if not n_suffix:
+            return self.mm_block(h, z, z_mask, n_text=n_text)
+        # Rationale suffix (model.rationale): the block sees [text ‖ fusion] as always, and the
+        # trailing prompt/rationale tokens as text of their own (token-wise parts only, no
+        # cross-attention), so they reach AV only through attention to the fusion tokens.
+        L = h.shape[1] - n_suffix  # tokens before the suffix (0 in a decoding step)
+        suffix = self.mm_block(h[:, L:], z, z_mask, n_text=n_suffix)
+        if L == 0:
+            return suffix
+        return torch.cat([self.mm_block(h[:, :L], z, z_mask, n_text=n_text), suffix], dim=1)
 
 
 def ensure_unwrapped(backbone: Backbone) -> None:
@@ -152,6 +168,7 @@ def ensure_unwrapped(backbone: Backbone) -> None:
 class MultimodalLMOutput:
     text_hidden: Tensor  # (B, T, D) float32, after the LM's final norm
     fusion_hidden: Tensor  # (B, K, D) float32, after the LM's final norm
+    suffix_hidden: Tensor | None = None  # (B, L, D) float32: the rationale suffix's states, when given
 
 
 class MultimodalLM(nn.Module):
@@ -223,38 +240,63 @@ class MultimodalLM(nn.Module):
         return self.fusion_tokens.shape[0]
 
     # ------------------------------------------------------------------ forward
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, z: Tensor, z_mask: Tensor) -> MultimodalLMOutput:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, z: Tensor, z_mask: Tensor, *,
+                suffix_embeds: Tensor | None = None, suffix_mask: Tensor | None = None,
+                cache: DynamicCache | None = None) -> MultimodalLMOutput:
         # input_ids, attention_mask: (B, T); z: (B, S, D_av) normed AV memory; z_mask: (B, S)
+        # suffix_embeds (B, L, D), suffix_mask (B, L): the rationale suffix after the fusion tokens
+        # (model.rationale), positions T+K..T+K+L-1; cache: filled for decoding (no-grad pass only).
         B, T = input_ids.shape
+        K = self.n_fusion
+        L = 0 if suffix_embeds is None else suffix_embeds.shape[1]
         text_mask = attention_mask.bool()
         x_t = self.backbone.embed_tokens(input_ids)  # (B, T, D), frozen
         x_t = self.augment(x_t, text_mask)  # training only
         x_f = self.fusion_tokens.to(x_t.dtype).expand(B, -1, -1)  # (B, K, D)
         full_mask = torch.cat([attention_mask.long(), attention_mask.new_ones(B, self.n_fusion).long()], dim=1)
+        if L:
+            x_f = torch.cat([x_f, suffix_embeds.to(x_t.dtype)], dim=1)  # (B, K+L, D): runs like the fusion tokens
+            full_mask = torch.cat([full_mask, suffix_mask.long()], dim=1)
         # Fusion tokens take positions T..T+K-1 after the padded text (authors' layout).
-        position_ids = torch.arange(T + self.n_fusion, device=input_ids.device)[None, :].expand(B, -1)
-        if self.split_prefix and torch.is_grad_enabled() and self.fusion_tokens.requires_grad:
-            h0 = x_t.new_zeros(B, T + self.n_fusion, x_t.shape[-1])  # ignored: the pass replays from layer m
+        position_ids = torch.arange(T + K + L, device=input_ids.device)[None, :].expand(B, -1)
+        if self.split_prefix and torch.is_grad_enabled() and self.fusion_tokens.requires_grad and cache is None:
+            h0 = x_t.new_zeros(B, T + K + L, x_t.shape[-1])  # ignored: the pass replays from layer m
             held = self._prefix_split(x_t, x_f, attention_mask.long(), full_mask, position_ids)
             replay = self.prefix.set("replay", held)
         else:
-            h0, replay = torch.cat([x_t, x_f], dim=1), contextlib.nullcontext()  # (B, T+K, D), eq. 7
-        with self.memory.hold(z.float(), z_mask, n_text=T), replay:
+            h0, replay = torch.cat([x_t, x_f], dim=1), contextlib.nullcontext()  # (B, T+K(+L), D), eq. 7
+        kv = {"past_key_values": cache, "use_cache": True} if cache is not None else {"use_cache": False}
+        with self.memory.hold(z.float(), z_mask, n_text=T, n_suffix=L), replay:
             hidden = self.backbone_model.base_model(
-                inputs_embeds=h0, attention_mask=full_mask, position_ids=position_ids, use_cache=False
-            ).last_hidden_state  # (B, T+K, D), after the final norm
+                inputs_embeds=h0, attention_mask=full_mask, position_ids=position_ids, **kv
+            ).last_hidden_state  # (B, T+K(+L), D), after the final norm
         hidden = hidden.float()
-        return MultimodalLMOutput(text_hidden=hidden[:, :T], fusion_hidden=hidden[:, T:])
+        return MultimodalLMOutput(text_hidden=hidden[:, :T], fusion_hidden=hidden[:, T:T + K],
+                                  suffix_hidden=hidden[:, T + K:] if L else None)
+
+    def new_cache(self) -> DynamicCache:
+        try:
+            return DynamicCache(config=self.backbone_model.config)
+        except TypeError:  # transformers < 4.56 builds its layers lazily, without a config
+            return DynamicCache()
+
+    def decode_step(self, embeds: Tensor, attention_mask: Tensor, position_ids: Tensor, z: Tensor, z_mask: Tensor,
+                    cache: DynamicCache) -> Tensor:
+        """One decoding step of the rationale suffix: embeds (B, 1, D) at `position_ids` (B, 1), the
+        cache holding everything before; attention_mask (B, past+1). Returns (B, 1, D) float32."""
+        with self.memory.hold(z.float(), z_mask, n_text=0, n_suffix=embeds.shape[1]):
+            hidden = self.backbone_model.base_model(
+                inputs_embeds=embeds.to(self.backbone.embed_tokens.weight.dtype), attention_mask=attention_mask,
+                position_ids=position_ids, past_key_values=cache, use_cache=True,
+            ).last_hidden_state
+        return hidden.float()
 
     def _prefix_split(self, x_t: Tensor, x_f: Tensor, text_mask: Tensor, full_mask: Tensor,
                       position_ids: Tensor) -> Tensor:
         """Output (B, T+K, D) of the decoder layer under the first MM block, computed as text
         (no_grad, filling a KV cache) then fusion tokens (with gradients, reading the cache)."""
         T = x_t.shape[1]
-        try:
-            cache = DynamicCache(config=self.backbone_model.config)
-        except TypeError:  # transformers < 4.56 builds its layers lazily, without a config
-            cache = DynamicCache()
+        cache = self.new_cache()
         with torch.no_grad():
             h_t = self._run_prefix(x_t, text_mask, position_ids[:, :T], cache)  # (B, T, D)
         h_f = self._run_prefix(x_f, full_mask, position_ids[:, T:], cache)  # (B, K, D)
@@ -270,7 +312,8 @@ class MultimodalLM(nn.Module):
         raise RuntimeError("the prefix pass did not reach the first MM layer")  # pragma: no cover
 
     def lm_logits(self, text_hidden: Tensor) -> Tensor:
-        """Next-token logits on the text positions only (B, T, D) -> (B, T, V) float32."""
+        """Next-token logits on the text positions only (B, T, D) -> (B, T, V) float32 (or any
+        (B, L, D) states: the rationale suffix's)."""
         head = self.backbone.lm_head
         B, T, D = text_hidden.shape
         # Flattened and contiguous: a strided (B, T, D) slice would make linear fall back to a

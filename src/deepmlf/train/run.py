@@ -102,18 +102,33 @@ def load_data(cfg: Config, *, require_labels: bool = True) -> MMSAData:
     return data
 
 
-def _train_loader(cfg: Config, split: Split, tokenizer: Any, seed: int, *, text_dropout: float = 0.0):
+def _train_loader(cfg: Config, split: Split, tokenizer: Any, seed: int, *, text_dropout: float = 0.0,
+                  rationales: bool = True):
     bs = cfg.data.batch_size
     shard, num_shards = process_info()  # several DDP processes: each trains on its share of the batches
     # The task head's BatchNorm cannot train on a one-sample batch: drop such a trailing batch.
-    return make_loader(split, tokenizer, max_text_len=cfg.data.max_text_len, batch_size=bs, shuffle=True,
-                       seed=seed, num_workers=cfg.data.num_workers, drop_last=len(split) % bs == 1,
-                       shard=shard, num_shards=num_shards, text_dropout=text_dropout)
+    loader = make_loader(split, tokenizer, max_text_len=cfg.data.max_text_len, batch_size=bs, shuffle=True,
+                         seed=seed, num_workers=cfg.data.num_workers, drop_last=len(split) % bs == 1,
+                         shard=shard, num_shards=num_shards, text_dropout=text_dropout)
+    return _with_rationales(cfg, tokenizer, loader) if rationales else loader
 
 
-def _eval_loader(cfg: Config, split: Split, tokenizer: Any):
-    return make_loader(split, tokenizer, max_text_len=cfg.data.max_text_len, batch_size=cfg.data.eval_batch_size,
-                       shuffle=False, num_workers=cfg.data.num_workers)
+def _eval_loader(cfg: Config, split: Split, tokenizer: Any, *, rationales: bool = True):
+    loader = make_loader(split, tokenizer, max_text_len=cfg.data.max_text_len, batch_size=cfg.data.eval_batch_size,
+                         shuffle=False, num_workers=cfg.data.num_workers)
+    return _with_rationales(cfg, tokenizer, loader) if rationales else loader
+
+
+def _with_rationales(cfg: Config, tokenizer: Any, loader: Any) -> Any:
+    """model.rationale: batches carry the teacher rationales of model.rationale.path (stage 2 only)."""
+    r = cfg.model.rationale
+    if not r.enabled:
+        return loader
+    from ..model.rationale import RationaleCollate
+    from ..rationale.teachers import read_rationales
+
+    loader.collate_fn = RationaleCollate(loader.collate_fn, tokenizer, read_rationales(r.path), r.max_len)
+    return loader
 
 
 def _stage1_tokenizer():
@@ -297,7 +312,8 @@ def run_stage1(cfg: Config, data: MMSAData, seed: int, stage_dir: Path, *, accel
                              **_feature_set_meta(data)},
     )
     stage.plateau = build_plateau(stage.optimizer, p)
-    fit(stage, _train_loader(cfg, train, tok, seed), _eval_loader(cfg, valid, tok), stage_dir,
+    fit(stage, _train_loader(cfg, train, tok, seed, rationales=False), _eval_loader(cfg, valid, tok, rationales=False),
+        stage_dir,
         accelerator=accelerator, resume=resume, progress=progress, callbacks=callbacks)
     if not best.exists():  # every validation was NaN
         raise CheckpointError(f"stage 1 of seed {seed} produced no best checkpoint ({stage_dir}/history.jsonl)")
@@ -571,6 +587,7 @@ def model_from_checkpoint_dict(ckpt: dict[str, Any], ckpt_path: str | Path) -> L
         # file it was initialised from need not exist any more.
         tree = cfg.to_dict()
         tree["model"]["av_encoder"]["checkpoint"] = None
+        tree["model"]["rationale"]["teacher_checkpoint"] = None  # the assistant only mattered for training
         cfg = config_from_dict(tree, f"config stored in {ckpt_path}")
         model, tokenizer, _ = _build_stage2_model(cfg, ckpt["audio_dim"], ckpt["vision_dim"])
     try:
@@ -601,7 +618,7 @@ def _checkpoint_split(loaded: LoadedCheckpoint, data_path: str | Path, split: st
 
 def _predict_split(loaded: LoadedCheckpoint, split: Split) -> Predictions:
     accelerator = make_accelerator(loaded.cfg.train.mixed_precision, 1)
-    loader = _eval_loader(loaded.cfg, split, loaded.tokenizer)
+    loader = _eval_loader(loaded.cfg, split, loaded.tokenizer, rationales=False)
     return collect_predictions(loaded.model, loader, task=MSATask.of_config(loaded.cfg), device=accelerator.device,
                                autocast=accelerator.autocast)
 

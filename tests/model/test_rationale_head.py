@@ -1,0 +1,162 @@
+"""The rationale head battery over tiny GPT-2 and Llama: off = DeepMLF, causality, AV path, greedy decoding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deepmlf.backbones.tiny import byte_tokenizer
+from deepmlf.errors import ConfigError
+from deepmlf.model import DeepMLF, build_model
+from deepmlf.model.rationale import RationaleCollate, RationaleDeepMLF, tokenize_rationales
+
+from .conftest import AUDIO_DIM, VISION_DIM, make_batch, small_config
+
+RATIONALES = ["Text: positive. Voice: sarcastic. Prediction: -1.3", "Text: negative. Prediction: -2.0",
+              "Voice: sincere", None]
+
+
+def _build(new_backbone, *, rationale=None, **model):
+    torch.manual_seed(0)
+    r = {"enabled": True, "path": "teacher.jsonl", "max_len": 12, **(rationale or {})}
+    return build_model(small_config(rationale=r, **model), audio_dim=AUDIO_DIM, vision_dim=VISION_DIM,
+                       backbone=new_backbone())
+
+
+def _with_rationales(batch, max_len=12):
+    batch.rationale_ids, batch.rationale_mask = tokenize_rationales(byte_tokenizer(), RATIONALES[: len(batch)], max_len)
+    return batch
+
+
+def test_off_builds_plain_deepmlf_and_on_without_rationales_equals_it(new_backbone):
+    torch.manual_seed(0)
+    plain = build_model(small_config(), audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=new_backbone()).eval()
+    assert type(plain) is DeepMLF
+    model = _build(new_backbone).eval()
+    assert isinstance(model, RationaleDeepMLF)
+    assert set(model.trainable_state_dict()) == set(plain.trainable_state_dict())  # no new weights without LoRA
+    model.load_trainable_state_dict(plain.trainable_state_dict())
+    b = make_batch()
+    a, o = plain(b), model(b)
+    for name in ("y_o", "y_t", "y_av", "y_f", "lm_logits", "loss"):
+        assert torch.equal(getattr(a, name), getattr(o, name)), name
+    assert o.rationale_logits is None and set(o.loss_terms) == set(a.loss_terms)
+
+
+@pytest.mark.parametrize("lora", [0, 2])
+def test_suffix_leaves_text_states_and_heads_unchanged(new_backbone, lora):
+    model = _build(new_backbone, rationale={"lora_layers": lora}, mm_layers=[1]).eval()
+    if lora:  # LoRA B starts at zero: make it do something, so the test would see a leak
+        for p in model._lora:
+            torch.nn.init.normal_(p, std=0.5)
+    b = make_batch()
+    with torch.no_grad():
+        ref = model(b)
+        out = model(_with_rationales(make_batch()))
+        enc = model.av_encoder.encode_batch(b)
+        z = model.av_norm(enc.z)
+        h_ref = model.lm(b.input_ids, b.attention_mask, z, enc.mask)
+        emb, m = model._suffix(model.prompt_ids, *tokenize_rationales(byte_tokenizer(), RATIONALES, 12), 4)
+        h = model.lm(b.input_ids, b.attention_mask, z, enc.mask, suffix_embeds=emb, suffix_mask=m)
+    torch.testing.assert_close(h.text_hidden, h_ref.text_hidden, rtol=0, atol=1e-6)
+    torch.testing.assert_close(h.fusion_hidden, h_ref.fusion_hidden, rtol=0, atol=1e-6)
+    for name in ("y_t", "y_o", "y_f"):
+        torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0, atol=1e-6)
+    assert out.rationale_logits.shape == (4, 12, 257)
+    assert {"rationale"} <= set(out.loss_terms)
+
+
+def test_rationale_loss_trains_fusion_path(new_backbone):
+    model = _build(new_backbone).train()
+    model.loss_weights = type(model.loss_weights)(lambda_f=0, lambda_av=0, lambda_t=0, lambda_lm=0)
+    out = model(_with_rationales(make_batch()))
+    out.loss_terms["rationale"].backward()
+    assert model.lm.fusion_tokens.grad is not None and model.lm.fusion_tokens.grad.abs().sum() > 0
+    gca = model.lm.mm_blocks()[0][1].attn.k_proj.weight
+    assert gca.grad is not None and gca.grad.abs().sum() > 0  # the text can depend on AV
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.heads.text.parameters())
+
+
+def _first_logit_grad_wrt_z(model):
+    b = make_batch()
+    enc = model.av_encoder.encode_batch(b)
+    z = model.av_norm(enc.z).detach().requires_grad_(True)
+    emb, m = model._suffix(model.prompt_ids, None, None, len(b))
+    h = model.lm(b.input_ids, b.attention_mask, z, enc.mask, suffix_embeds=emb, suffix_mask=m)
+    logits = model.lm.lm_logits(h.suffix_hidden[:, -1:])  # the first rationale token's logits
+    logits.sum().backward()
+    return z.grad
+
+
+def test_gates_closed_zero_gradient_open_nonzero(new_backbone):
+    closed = _build(new_backbone, gate="tanh", gate_init=0.0).eval()  # tanh(0) = 0: every gate shut
+    assert torch.count_nonzero(_first_logit_grad_wrt_z(closed)) == 0
+    opened = _build(new_backbone, gate="tanh", gate_init=1.0).eval()
+    assert torch.count_nonzero(_first_logit_grad_wrt_z(opened)) > 0
+
+
+def test_greedy_decoding_is_deterministic_and_bounded(new_backbone):
+    model = _build(new_backbone).eval()
+    b = make_batch()
+    out1, ids1 = model.explain(b)
+    out2, ids2 = model.explain(b)
+    assert torch.equal(ids1, ids2) and out1.rationale == out2.rationale
+    assert ids1.shape[0] == 4 and 1 <= ids1.shape[1] <= 12
+    _, short = model.explain(b, max_len=3)
+    assert short.shape[1] <= 3 and torch.equal(short, ids1[:, : short.shape[1]])
+    ref = model(b)
+    torch.testing.assert_close(out1.y_o, ref.y_o, rtol=0, atol=1e-6)  # explain's heads = forward's
+    assert model.generate_rationale(b) == out1.rationale
+
+
+def test_greedy_decoding_matches_teacher_forced_argmax(new_backbone):
+    """The KV-cache decoder and the one-pass teacher-forced forward agree token by token."""
+    model = _build(new_backbone).eval()
+    b = make_batch()
+    _, ids = model.explain(b, max_len=6)
+    eos = byte_tokenizer().eos_token_id
+    full = torch.cat([ids, torch.full((4, 1), eos)], dim=1)
+    b.rationale_ids, b.rationale_mask = full, torch.ones_like(full)
+    with torch.no_grad():
+        logits = model(b).rationale_logits  # (B, R, V)
+    agree = logits.argmax(-1)[:, : ids.shape[1]]
+    not_done = torch.cumsum((ids == eos).long(), 1) - (ids == eos).long() == 0  # up to the first eos
+    assert torch.equal(agree[not_done], ids[not_done])
+
+
+def test_label_task_and_kd_terms(new_backbone, tmp_path):
+    model = _build(new_backbone, rationale={"label_task": True}).train()
+    out = model(_with_rationales(make_batch()))
+    assert {"rationale", "label"} <= set(out.loss_terms) and torch.isfinite(out.loss)
+
+
+def test_collate_attaches_rationales():
+    tok = byte_tokenizer()
+
+    def base(samples):
+        b = make_batch(B=len(samples))
+        b.ids = [s["id"] for s in samples]
+        return b
+
+    coll = RationaleCollate(base, tok, {"a": "Voice: sincere", "c": "x"}, max_len=5)
+    batch = coll([{"id": "a"}, {"id": "b"}, {"id": "c"}])
+    assert batch.rationale_ids.shape == (3, 5)
+    assert batch.rationale_mask.tolist() == [[1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [1, 1, 1, 0, 0]]
+    assert batch.rationale_ids[0].tolist() == tok(" Voi", add_special_tokens=False)["input_ids"] + [256]  # truncated, eos last
+
+
+def test_backbone_layers_keeps_the_first_layers(new_backbone):
+    torch.manual_seed(0)
+    model = build_model(small_config(backbone_layers=2, mm_layers=[1]), audio_dim=AUDIO_DIM, vision_dim=VISION_DIM,
+                        backbone=new_backbone())
+    assert len(model.lm.backbone.layers) == 2
+    assert model(make_batch()).y_o.shape == (4,)
+    with pytest.raises(ConfigError, match="every index must be below model.backbone_layers=2"):
+        small_config(backbone_layers=2, mm_layers=[1, 3])
+
+
+def test_config_errors(new_backbone):
+    with pytest.raises(ConfigError, match="model.rationale.enabled needs model.rationale.path"):
+        small_config(rationale={"enabled": True})
+    with pytest.raises(ConfigError, match="lora_layers=3: LoRA goes on layers after the first MM block"):
+        _build(new_backbone, rationale={"lora_layers": 3})
