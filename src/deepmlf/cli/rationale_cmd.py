@@ -104,3 +104,26 @@ def teach(
                                max_new_tokens=max_new_tokens, batch_size=batch_size, tolerance=tolerance)
     write_jsonl(out, kept)
     console.print(f"wrote {out}: {len(kept)} of {made} rationales kept (parsed label right)")
+
+
+@app.command("explain")
+@friendly_errors
+def explain(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A best.pt (or run dir / export folder) of a model with a rationale head."),
+    data: Path = typer.Option(..., "--data", "-d", help="MMSA pickle (labels optional)."),
+    out: Path = typer.Option(..., "--out", "-o", help="JSONL to write: {\"id\", \"rationale\", \"parsed\", \"y_o\", \"label\"} per sample."),
+    split: str = typer.Option("test", "--split", help="train, valid or test."),
+    max_len: Optional[int] = typer.Option(None, "--max-len", help="Generated tokens at most (default: model.rationale.max_len)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples decoded at once (default: data.eval_batch_size)."),
+) -> None:
+    """Generate a rationale beside every score (batched greedy decoding, KV cache): one JSON line per
+    sample with the rationale, its parsed Prediction (MulCoT-RD's rule) and the task head y_o."""
+    from ..rationale.explain import explain_checkpoint
+    from ..rationale.teachers import write_jsonl
+
+    rows = explain_checkpoint(checkpoint, data, split, max_len=max_len, batch_size=batch_size)
+    write_jsonl(out, rows)
+    parsed = sum(r["parsed"] is not None for r in rows)
+    console.print(f"{len(rows)} rationales -> {out} ({parsed} with a parseable Prediction)")
+    for r in rows[:3]:
+        console.print(f"  {r['id']}: y_o {r['y_o']:+.2f} | {r['rationale']}", highlight=False)

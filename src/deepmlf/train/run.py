@@ -652,6 +652,11 @@ def predict(ckpt_path: str | Path, data_path: str | Path, split: str = "test",
     s = _maybe_missing(_checkpoint_split(loaded, data_path, split, require_labels=False), missing)
     preds = _predict_split(loaded, s)
     frame = preds.to_frame(MSATask.of_config(loaded.cfg))
+    from ..rationale.explain import explain_batches, has_rationale_head
+
+    if has_rationale_head(loaded.model):  # model.rationale: one more column, the generated rationale
+        rows = explain_batches(loaded.model, _eval_loader(loaded.cfg, s, loaded.tokenizer, rationales=False))
+        frame["rationale"] = [r["rationale"] for r in rows]
     if out_csv is not None:
         write_text(out_csv, frame.to_csv(index=False))
     return frame
