@@ -33,6 +33,7 @@ class Demo:
 DEFAULT_DEMO = "deepmlf"
 DEMOS: dict[str, Demo] = {
     "deepmlf": Demo("deepmlf.demo:run_demo", "DeepMLF vs text-only vs AV-only on the fusion probe (~10 min)", "runs/demo"),
+    "erc": Demo("deepmlf.demo.erc:run_demo_erc", "MAGTKD on the dialogue probe: text / audio / KD / Concat / MAGT / oracle (~3 min)", "runs/demo-erc"),
 }
 
 

@@ -1,6 +1,10 @@
 """`deepmlf erc ...`: emotion recognition in conversation (MAGTKD, seed 004).
 
     deepmlf erc data inspect PATH     dialogues, utterances, speakers, label histogram per split
+    deepmlf erc extract               frozen text features (SmolLM2 shared prefix, MiniLM [MASK], local dirs)
+    deepmlf erc pretrain | train      stage 1 | both stages per seed (the one loop, task erc)
+    deepmlf erc evaluate | predict    metrics | per-utterance CSV of a trained seed
+    deepmlf erc demo                  the dialogue probe (= deepmlf demo erc)
 """
 
 from __future__ import annotations
@@ -59,3 +63,173 @@ def data_inspect(
     console.print(hist)
     for note in summary["notes"]:
         console.print(f"note: {note}")
+
+
+def _split_metrics_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
+    table = Table(title=title)
+    for col in ("split", "acc", "weighted F1", "macro F1"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for name, m in rows.items():
+        table.add_row(name, *(f"{100 * m[k]:.2f}" for k in ("acc", "weighted_f1", "macro_f1")))
+    return table
+
+
+@erc_app.command("extract")
+@friendly_errors
+def extract(
+    data: Path = typer.Option(..., "--data", help="Conversation file or folder (see `deepmlf erc data inspect`)."),
+    out: Path = typer.Option(..., "--out", help="Feature file to write (.npz: ids, X, meta)."),
+    encoder: str = typer.Option("smollm2-135m", "--encoder", help="smollm2-135m (causal, last position), minilm-l6 ([MASK]), or a local HF model dir (RoBERTa-large is the paper's)."),
+    source: str = typer.Option("auto", "--source", help="Data format (auto detects)."),
+    prompt: str = typer.Option("paper", "--prompt", help="paper: '... </s> For s: t Now s feels'; authors: '... </s> Now s feels'."),
+    context: Optional[int] = typer.Option(None, "--context", help="Previous utterances in the prompt (default: the whole dialogue prefix)."),
+    share_prefix: bool = typer.Option(True, "--share-prefix/--no-share-prefix", help="Causal LMs: one pass per dialogue (exactly equal to one pass per utterance)."),
+    max_tokens: int = typer.Option(256, "--max-tokens", help="Masked encoders: left-truncate each input to this many tokens."),
+    zero_shot: bool = typer.Option(False, "--zero-shot", help="Causal LMs: also store the log-probability of one emotion word per class at the readout, and score it."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Cache folder (files named by the content hash of encoder + prompt + text)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Frozen text features for every utterance (MAGTKD eq. 1-3), offline."""
+    import time
+
+    import numpy as np
+
+    from ..data.erc import load_erc
+    from ..encoders import PromptSpec, load_text_encoder
+    from ..encoders.features import extract_text_features, load_features
+    from ..errors import ConfigError
+
+    if prompt not in ("paper", "authors"):
+        raise ConfigError(f"--prompt {prompt!r}: choose paper or authors")
+    conv = load_erc(data, source=source)
+    enc = load_text_encoder(encoder, prompt=PromptSpec(style=prompt, context=context), share_prefix=share_prefix,
+                            max_tokens=max_tokens)
+    t0 = time.perf_counter()
+    path = extract_text_features(conv, enc, out=out, cache_dir=cache, zero_shot=zero_shot, progress=progress)
+    ids, X, meta, extra = load_features(path)
+    console.print(f"wrote {path}: {X.shape[0]} utterances × {X.shape[1]} ({meta.get('encoder')}, readout "
+                  f"{meta.get('readout')}) in {time.perf_counter() - t0:.1f} s")
+    if "zs" in extra:
+        from ..tasks import ClassificationTask
+        from ..train.evaluate import Predictions
+
+        task = ClassificationTask(conv.classes)
+        index = {k: i for i, k in enumerate(ids)}
+        rows = {}
+        for split, convs in conv.splits.items():
+            keys = [f"{split}/{u}" for c in convs for u in c.utterance_ids]
+            labels = np.array([y for c in convs for y in (c.labels or [])])
+            if len(labels) != len(keys):
+                continue
+            zs = extra["zs"][[index[k] for k in keys]]
+            rows[split] = task.metrics(Predictions(ids=keys, prediction=zs.argmax(1), labels=labels))
+        console.print(_split_metrics_table("zero-shot: the LM's emotion word at the readout", rows))
+
+
+def _cfg(config: Optional[Path], preset: Optional[str], data: Optional[Path], overrides: Optional[list[str]],
+         features: Optional[list[str]]):
+    from ..config_erc import load_erc_config
+
+    sets = list(overrides or [])
+    if data is not None:
+        sets.append(f"data.path={data}")
+    for item in features or []:
+        mod, _, path = item.partition("=")
+        sets.append(f"data.features.{mod}={path}")
+    return load_erc_config(config, preset=preset, overrides=sets)
+
+
+_CONFIG = typer.Option(None, "--config", help="YAML config (ERC tree: data, stage1, model, loss, train).")
+_PRESET = typer.Option(None, "--preset", help="erc-meld, erc-iemocap, erc-demo or erc-authors.")
+_DATA = typer.Option(None, "--data", help="Conversation file or folder (overrides data.path).")
+_SET = typer.Option(None, "--set", help="Override KEY=VALUE (repeatable), e.g. --set model.gate=sigmoid_relu.")
+_FEAT = typer.Option(None, "--features", help="MODALITY=FILE per-utterance features (repeatable): text=text.npz audio=a.npz.")
+
+
+@erc_app.command("pretrain")
+@friendly_errors
+def pretrain(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRESET, data: Optional[Path] = _DATA,
+             overrides: Optional[list[str]] = _SET, features: Optional[list[str]] = _FEAT,
+             out: Path = typer.Option(..., "--out", help="Run directory."),
+             progress: bool = typer.Option(True, "--progress/--no-progress")) -> None:
+    """Stage 1 only (text teacher head, audio/video students with and without KD) for every seed;
+    `deepmlf erc train --out` on the same directory reuses it."""
+    from ..train.erc_run import load_erc_data, resolve, run_stage1
+
+    cfg = _cfg(config, preset, data, overrides, features)
+    conv = load_erc_data(cfg)
+    cfg = resolve(cfg, conv)
+    for seed in cfg.train.seeds:
+        run_stage1(cfg, conv, seed, out / f"seed-{seed}" / "stage1", progress=progress)
+        console.print(f"stage 1 seed {seed}: {out / f'seed-{seed}' / 'stage1'}")
+
+
+@erc_app.command("train")
+@friendly_errors
+def train(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRESET, data: Optional[Path] = _DATA,
+          overrides: Optional[list[str]] = _SET, features: Optional[list[str]] = _FEAT,
+          out: Path = typer.Option(..., "--out", help="Run directory."),
+          resume: bool = typer.Option(False, "--resume", help="Continue unfinished seeds from last.pt."),
+          progress: bool = typer.Option(True, "--progress/--no-progress")) -> None:
+    """Stage 1 (if not done) and stage 2 for every seed; results.csv/json with mean ± std over seeds."""
+    from ..train.erc_run import train_erc
+
+    train_erc(_cfg(config, preset, data, overrides, features), out, resume=resume, progress=progress)
+
+
+@erc_app.command("evaluate")
+@friendly_errors
+def evaluate(run: Path = typer.Argument(..., help="ERC run directory."),
+             seed: Optional[int] = typer.Option(None, "--seed", help="Which seed (default: the first finished)."),
+             split: str = typer.Option("test", "--split"),
+             data: Optional[Path] = typer.Option(None, "--data", help="Other conversations (same format and features as the run's config)."),
+             features: Optional[list[str]] = _FEAT) -> None:
+    """Metrics of a trained seed on a split (selection was on valid; this only scores)."""
+    from ..train.erc_run import evaluate_erc, load_erc_data, read_run_config
+
+    conv = None
+    if data is not None or features:
+        cfg = read_run_config(run)
+        tree = cfg.model_dump()
+        if data is not None:
+            tree["data"]["path"] = str(data)
+        for item in features or []:
+            mod, _, path = item.partition("=")
+            tree["data"]["features"][mod] = path
+        from ..config_erc import erc_config_from_dict
+
+        conv = load_erc_data(erc_config_from_dict(tree))
+    metrics, preds, task = evaluate_erc(run, seed=seed, split=split, data=conv)
+    console.print(_split_metrics_table(f"{run} ({split})", {split: metrics}))
+    per_class = Table(title="per-class F1")
+    per_class.add_column("class")
+    per_class.add_column("F1", justify="right")
+    for c in task.classes:
+        v = metrics.get(f"f1_{c}")
+        per_class.add_row(c, "-" if v is None or v != v else f"{100 * v:.2f}")
+    console.print(per_class)
+
+
+@erc_app.command("predict")
+@friendly_errors
+def predict(run: Path = typer.Argument(..., help="ERC run directory."),
+            out: Path = typer.Option(..., "--out", help="CSV: id, label, prediction, names, p_<class>."),
+            seed: Optional[int] = typer.Option(None, "--seed"), split: str = typer.Option("test", "--split")) -> None:
+    """Per-utterance predictions of a trained seed."""
+    from ..io import write_text
+    from ..train.erc_run import evaluate_erc
+
+    _, preds, task = evaluate_erc(run, seed=seed, split=split)
+    write_text(out, task.predictions_frame(preds).to_csv(index=False))
+    console.print(f"wrote {out} ({len(preds)} utterances)")
+
+
+@erc_app.command("demo")
+@friendly_errors
+def demo(out: Path = typer.Option(Path("runs/demo-erc"), "--out"), n: Optional[int] = typer.Option(None, "--n", help="Dialogues (default 600)."),
+         fast: bool = typer.Option(False, "--fast"), overrides: Optional[list[str]] = _SET,
+         progress: bool = typer.Option(True, "--progress/--no-progress")) -> None:
+    """The dialogue-probe demo (= `deepmlf demo erc`)."""
+    from ..demo.erc import run_demo_erc
+
+    run_demo_erc(out, n=n, fast=fast, overrides=overrides, progress=progress, console=console)

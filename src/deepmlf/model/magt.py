@@ -201,9 +201,6 @@ class MAGT(_ERCModule):
         out.loss, out.loss_terms = loss, terms
         return out
 
-    def gate_values(self) -> list[dict]:
-        return []
-
 
 class ConcatFusion(_ERCModule):
     """Fig. 3: per modality Linear -> LN -> Dropout, one shared module over each, concatenated, Linear."""

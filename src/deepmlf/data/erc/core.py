@@ -96,6 +96,7 @@ class ERCData:
     path: str
     speaker_mode: SpeakerMode = "global"
     notes: list[str] = field(default_factory=list)  # what the loader repaired or assumed
+    fixed_vocab: dict[str, int] | None = None  # a trained run's speaker vocabulary (global mode), reused on new data
 
     def __getitem__(self, split: str) -> list[Conversation]:
         if split not in self.splits:
@@ -105,6 +106,8 @@ class ERCData:
     @property
     def speaker_vocab(self) -> dict[str, int]:
         """Global ids: speakers in order of first appearance, train first (padding uses its own id)."""
+        if self.fixed_vocab is not None:
+            return self.fixed_vocab
         vocab: dict[str, int] = {}
         for split in sorted(self.splits, key=lambda s: (SPLITS.index(s) if s in SPLITS else 9, s)):
             for conv in self.splits[split]:
