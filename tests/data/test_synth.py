@@ -251,3 +251,52 @@ def test_cli_writes_the_pickle_and_prints_the_floor(tmp_path):
     bad = CliRunner().invoke(app, ["data", "synth", "--out", str(out), "--n", "5"])
     assert bad.exit_code == 2
     assert "n=5: expected an integer >= 20" in bad.output
+
+
+# --------------------------------------------------------------------------------------- variants
+@pytest.mark.parametrize("cues", ["first", "last", "swapped"])
+@pytest.mark.parametrize("rule", ["flip", "gate"])
+def test_variants_put_the_cues_where_they_say_and_the_decoder_reads_them(rule, cues):
+    from deepmlf.data.synth import cue_layout
+
+    p = PRESETS["mosi"]
+    lat = probe_latents(n=300, seed=2, rule=rule)
+    data = make_probe(n=300, seed=2, rule=rule, cues=cues)
+    layout = cue_layout(p, cues)
+    for name, split in data.items():
+        z = lat[name]
+        factor = (z["tone"] + 1) // 2 if rule == "gate" else z["tone"]
+        expected = np.clip(factor * z["valence"] + z["smile"] + z["noise"], -3, 3).astype(np.float32)
+        np.testing.assert_array_equal(split["regression_labels"], expected)
+        arrays = {m: np.nan_to_num(split[m], nan=0.0, posinf=0.0, neginf=0.0) for m in ("audio", "vision")}
+        mod, ch = layout.tone
+        tone_mean = arrays[mod][:, :, ch].sum(axis=(1, 2)) / (np.asarray(split[f"{mod}_lengths"]) * len(ch))
+        assert (np.sign(tone_mean) == z["tone"]).mean() > 0.95
+        mod, ch = layout.smile
+        smile_mean = arrays[mod][:, :, ch].sum(axis=(1, 2)) / (np.asarray(split[f"{mod}_lengths"]) * len(ch))
+        assert np.corrcoef(smile_mean, z["smile"])[0, 1] > 0.95
+        bad = ~np.isfinite(split["audio"])
+        assert bad.any() and not np.isin(np.nonzero(bad)[2], layout.tone[1] if layout.tone[0] == "audio"
+                                         else layout.smile[1]).any()  # never on a cue channel
+    floor = probe_noise_floor(1000, 0, rule=rule, cues=cues)
+    assert floor["decoder"]["MAE"] < floor["oracle"]["MAE"] + 0.01
+    for partial in ("text_only", "av_only"):
+        assert floor[partial]["MAE"] > 3 * floor["oracle"]["MAE"]  # fusion is still required
+
+
+def test_gate_rule_text_only_median_is_the_conditional_median():
+    lat = probe_latents(n=100_000, seed=2, rule="gate")
+    z = {k: np.concatenate([s[k] for s in lat.values()]) for k in ("valence", "label")}
+    for v in (-2, -1, 1, 2):
+        empirical = float(np.median(z["label"][z["valence"] == v]))
+        assert _text_only_median(v, sarcastic=0.0) == pytest.approx(empirical, abs=0.02), v
+
+
+def test_default_variant_is_the_documented_probe_and_bad_variants_are_named():
+    a = make_probe(n=60, seed=11)
+    b = make_probe(n=60, seed=11, rule="flip", cues="first")
+    assert pickle.dumps(a, protocol=4) == pickle.dumps(b, protocol=4)
+    with pytest.raises(ConfigError, match="rule='xor': expected one of flip, gate"):
+        make_probe(n=60, rule="xor")
+    with pytest.raises(ConfigError, match="cues='middle': expected one of first, last, swapped"):
+        make_probe(n=60, cues="middle")

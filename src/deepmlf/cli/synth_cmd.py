@@ -10,7 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from ..data.synth import NOISE_FLOOR_NOTES, PRESETS, make_probe, probe_noise_floor, save_probe
+from ..data.synth import CUES, NOISE_FLOOR_NOTES, PRESETS, RULES, make_probe, probe_noise_floor, save_probe
 from ..metrics import key_metric_names
 from . import data_app
 from .common import console, friendly_errors
@@ -19,6 +19,10 @@ from .common import console, friendly_errors
 class PresetChoice(str, Enum):
     mosi = "mosi"
     sims = "sims"
+
+
+RuleChoice = Enum("RuleChoice", {r: r for r in RULES}, type=str)
+CuesChoice = Enum("CuesChoice", {c: c for c in CUES}, type=str)
 
 
 @data_app.command("synth")
@@ -30,19 +34,26 @@ def synth(
     preset: PresetChoice = typer.Option(
         PresetChoice.mosi, "--preset", help="mosi: 5-d audio, 20-d vision, labels in [-3, 3]; sims: 33/709-d, [-1, 1]."
     ),
+    rule: RuleChoice = typer.Option(
+        "flip", "--rule", help="Interaction rule: flip (sarcasm flips the words, the default probe) or gate "
+        "(a flat tone makes the words count for nothing); docs/probe-dataset.md."),
+    cues: CuesChoice = typer.Option(
+        "first", "--cues", help="Where the cues live: first (tone in the first audio channels, smile in the first "
+        "vision ones; the default), last (the last channels), swapped (tone in vision, smile in audio)."),
 ) -> None:
     """Generate the fusion probe: labels only a text+audio+vision model can predict well."""
     p = PRESETS[preset.value]
-    data = make_probe(n=n, seed=seed, preset=preset.value)
+    rule_v, cues_v = RuleChoice(rule).value, CuesChoice(cues).value
+    data = make_probe(n=n, seed=seed, preset=preset.value, rule=rule_v, cues=cues_v)
     path = save_probe(out, data)
-    floor = probe_noise_floor(n, seed, preset.value, data=data)
+    floor = probe_noise_floor(n, seed, preset.value, data=data, rule=rule_v, cues=cues_v)
 
     sizes = ", ".join(f"{name} {len(split['regression_labels'])}" for name, split in data.items())
     nonfinite = sum(int(np.count_nonzero(~np.isfinite(split["audio"]))) for split in data.values())
     lo, hi = p.label_range
     console.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     console.print(
-        f"preset {preset.value}, seed {seed}: {sizes}; audio ({p.audio_len} frames x {p.audio_dim}), "
+        f"preset {preset.value}, seed {seed}, rule {rule_v}, cues {cues_v}: {sizes}; audio ({p.audio_len} frames x {p.audio_dim}), "
         f"vision ({p.vision_len} frames x {p.vision_dim}), labels in [{lo:g}, {hi:g}], "
         f"{nonfinite} NaN/±inf audio values"
     )

@@ -27,6 +27,14 @@ Lengths are uniform in [L // 5, L]. In 2% of the samples of every split (at leas
 value on a non-tone channel of a real frame is NaN, +inf or -inf, as MOSEI's COVAREP features hold
 them (deepmlf's loader sets them to 0).
 
+Variants (off by default; the default probe file is byte-identical to the one without them), for
+checking that a recipe is not tuned to this one probe:
+
+    rule="gate"       y = clip(k (g v + c) + eps), g = (s + 1) / 2: a flat "bored" tone (s = -1, 30%)
+                      makes the words count for nothing instead of flipping them
+    cues="last"       the tone / smile channels are the last n_tone / n_smile channels, not the first
+    cues="swapped"    the tone lives in the vision channels and the smile in the audio channels
+
 Four independent random streams (latents, text, audio, vision) are spawned from `seed`, so the
 latents, hence the labels and the oracles, do not depend on the feature sizes. Same arguments,
 byte-identical arrays.
@@ -117,8 +125,43 @@ NOISE_FLOOR_NOTES = {
 }
 
 
+RULES = ("flip", "gate")  # flip: y = k (s v + c); gate: y = k ((s + 1) / 2 · v + c)
+CUES = ("first", "last", "swapped")
+
+
+@dataclass(frozen=True)
+class CueLayout:
+    """Where the tone s and the smile c live: (modality, channel indices) each."""
+
+    tone: tuple[str, np.ndarray]
+    smile: tuple[str, np.ndarray]
+
+    def channels(self, modality: str) -> list[tuple[str, np.ndarray]]:
+        return [(name, ch) for name, (mod, ch) in (("tone", self.tone), ("smile", self.smile)) if mod == modality]
+
+
+def cue_layout(p: ProbePreset, cues: str = "first") -> CueLayout:
+    if cues not in CUES:
+        raise ConfigError(f"cues={cues!r}: expected one of {', '.join(CUES)}")
+    if cues == "first":
+        return CueLayout(("audio", np.arange(p.n_tone)), ("vision", np.arange(p.n_smile)))
+    if cues == "last":
+        return CueLayout(("audio", np.arange(p.audio_dim - p.n_tone, p.audio_dim)),
+                         ("vision", np.arange(p.vision_dim - p.n_smile, p.vision_dim)))
+    n_smile = min(p.n_smile, p.audio_dim - 1)  # keep one audio channel free for the NaN glitches
+    return CueLayout(("vision", np.arange(p.n_tone)), ("audio", np.arange(n_smile)))
+
+
+def _check_variant(rule: str, cues: str) -> None:
+    if rule not in RULES:
+        raise ConfigError(f"rule={rule!r}: expected one of {', '.join(RULES)}")
+    if cues not in CUES:
+        raise ConfigError(f"cues={cues!r}: expected one of {', '.join(CUES)}")
+
+
 # --------------------------------------------------------------------------------------- public API
-def make_probe(*, n: int = 1000, seed: int = 0, preset: str = "mosi") -> dict[str, dict[str, Any]]:
+def make_probe(*, n: int = 1000, seed: int = 0, preset: str = "mosi", rule: str = "flip",
+               cues: str = "first") -> dict[str, dict[str, Any]]:
     """The probe dataset as an MMSA-layout dict {"train", "valid", "test"} (70/15/15 split).
 
     Each split holds `raw_text` (object array of str), `audio` (N, La, Da) and `vision` (N, Lv, Dv)
@@ -127,14 +170,22 @@ def make_probe(*, n: int = 1000, seed: int = 0, preset: str = "mosi") -> dict[st
     2 positive), `annotations` ("Negative" / "Neutral" / "Positive"), `id` ("probe_00012$_$0"),
     and `text` (N, 1, 768) float32 zeros: MMSA's pre-extracted text features, which deepmlf does
     not use (it tokenises `raw_text`). The "sims" preset adds `regression_labels_T/A/V`.
+    `rule` and `cues` pick a variant (module docstring); the defaults are the probe of the docs.
     """
     p = _preset(preset)
     _check_n(n)
+    _check_variant(rule, cues)
     streams = _streams(seed)
-    latents = _latents(n, p, streams["latent"])
+    latents = _latents(n, p, streams["latent"], rule=rule)
     texts = _texts(latents["valence"], streams["text"])
-    audio, audio_lengths = _audio(latents["tone"], p, streams["audio"])
-    vision, vision_lengths = _vision(latents["smile"], p, streams["vision"])
+    if cues == "first":
+        audio, audio_lengths = _audio(latents["tone"], p, streams["audio"])
+        vision, vision_lengths = _vision(latents["smile"], p, streams["vision"])
+    else:
+        layout = cue_layout(p, cues)
+        audio, audio_lengths = _features(latents, layout, "audio", p.audio_len, p.audio_dim, streams["audio"],
+                                         glitches=True)
+        vision, vision_lengths = _features(latents, layout, "vision", p.vision_len, p.vision_dim, streams["vision"])
 
     data: dict[str, dict[str, Any]] = {}
     for name, sl in _split_slices(n).items():
@@ -162,9 +213,10 @@ def make_probe(*, n: int = 1000, seed: int = 0, preset: str = "mosi") -> dict[st
     return data
 
 
-def write_probe(path: str | Path, *, n: int = 1000, seed: int = 0, preset: str = "mosi") -> Path:
-    """Write `make_probe(n=, seed=, preset=)` as a pickle (protocol 4, as MMSA's) atomically."""
-    return save_probe(path, make_probe(n=n, seed=seed, preset=preset))
+def write_probe(path: str | Path, *, n: int = 1000, seed: int = 0, preset: str = "mosi", rule: str = "flip",
+                cues: str = "first") -> Path:
+    """Write `make_probe(n=, seed=, preset=, rule=, cues=)` as a pickle (protocol 4, as MMSA's) atomically."""
+    return save_probe(path, make_probe(n=n, seed=seed, preset=preset, rule=rule, cues=cues))
 
 
 def save_probe(path: str | Path, data: dict[str, dict[str, Any]]) -> Path:
@@ -176,7 +228,8 @@ def save_probe(path: str | Path, data: dict[str, dict[str, Any]]) -> Path:
     return path
 
 
-def probe_latents(*, n: int = 1000, seed: int = 0, preset: str = "mosi") -> dict[str, dict[str, np.ndarray]]:
+def probe_latents(*, n: int = 1000, seed: int = 0, preset: str = "mosi",
+                  rule: str = "flip") -> dict[str, dict[str, np.ndarray]]:
     """The hidden cues of `make_probe(n=, seed=, preset=)`, per split, for analysis.
 
     Keys: `valence` v (int), `tone` s (+1 sincere / -1 sarcastic), `smile` c, `noise` eps, `label` y
@@ -184,7 +237,8 @@ def probe_latents(*, n: int = 1000, seed: int = 0, preset: str = "mosi") -> dict
     """
     p = _preset(preset)
     _check_n(n)
-    latents = _latents(n, p, _streams(seed)["latent"])
+    _check_variant(rule, "first")
+    latents = _latents(n, p, _streams(seed)["latent"], rule=rule)
     return {name: {k: v[sl] for k, v in latents.items()} for name, sl in _split_slices(n).items()}
 
 
@@ -195,6 +249,8 @@ def probe_noise_floor(
     *,
     decoder: bool = True,
     data: dict[str, dict[str, Any]] | None = None,
+    rule: str = "flip",
+    cues: str = "first",
 ) -> dict[str, dict[str, float]]:
     """MMSA metrics on the test split of reference predictors (see NOISE_FLOOR_NOTES).
 
@@ -207,16 +263,17 @@ def probe_noise_floor(
     """
     p = _preset(preset)
     _check_n(n)
-    lat = probe_latents(n=n, seed=seed, preset=preset)
+    _check_variant(rule, cues)
+    lat = probe_latents(n=n, seed=seed, preset=preset, rule=rule)
     test, y = lat["test"], lat["test"]["label"]
     k, (lo, hi) = p.label_scale, p.label_range
     v, s, c = test["valence"], test["tone"], test["smile"]
-
-    text_median = {val: _text_only_median(val) for val in VALENCES}
-    preds: dict[str, np.ndarray] = {"oracle": np.clip(k * (s * v + c), lo, hi)}
+    # gate rule: given (s, c), y is k c + eps (s = -1) or has a symmetric v (s = +1): median k c again.
+    text_median = {val: _text_only_median(val, sarcastic=0.0 if rule == "gate" else -1.0) for val in VALENCES}
+    preds: dict[str, np.ndarray] = {"oracle": np.clip(k * (_text_factor(s, rule) * v + c), lo, hi)}
     if decoder:
-        arrays = data if data is not None else make_probe(n=n, seed=seed, preset=preset)
-        preds["decoder"] = _decode(arrays["test"], p)
+        arrays = data if data is not None else make_probe(n=n, seed=seed, preset=preset, rule=rule, cues=cues)
+        preds["decoder"] = _decode(arrays["test"], p, rule=rule, cues=cues)
     preds["text_only"] = np.clip(k * np.array([text_median[int(x)] for x in v]), lo, hi)
     preds["av_only"] = np.clip(k * c, lo, hi)
     preds["constant"] = np.full_like(y, np.median(lat["train"]["label"]))
@@ -232,13 +289,18 @@ def _streams(seed: int) -> dict[str, np.random.Generator]:
     return {name: np.random.default_rng(child) for name, child in zip(names, children)}
 
 
-def _latents(n: int, p: ProbePreset, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _text_factor(tone: np.ndarray, rule: str) -> np.ndarray:
+    """What multiplies v: the tone s itself (flip) or (s + 1) / 2 (gate: 0 when the tone is flat)."""
+    return (tone + 1) // 2 if rule == "gate" else tone
+
+
+def _latents(n: int, p: ProbePreset, rng: np.random.Generator, *, rule: str = "flip") -> dict[str, np.ndarray]:
     valence = rng.choice(np.array(VALENCES, dtype=np.int64), size=n)
     tone = np.where(rng.random(n) < SARCASM_RATE, -1, 1).astype(np.int64)
     smile = rng.uniform(-1.0, 1.0, n)
     noise = rng.normal(0.0, LABEL_NOISE * p.label_scale, n)
     lo, hi = p.label_range
-    label = np.clip(p.label_scale * (tone * valence + smile) + noise, lo, hi).astype(np.float32)
+    label = np.clip(p.label_scale * (_text_factor(tone, rule) * valence + smile) + noise, lo, hi).astype(np.float32)
     return {"valence": valence, "tone": tone, "smile": smile, "noise": noise, "label": label}
 
 
@@ -295,11 +357,41 @@ def _vision(smile: np.ndarray, p: ProbePreset, rng: np.random.Generator) -> tupl
     return x, lengths
 
 
-# --------------------------------------------------------------------------------------- reference predictors
-def _text_only_median(v: int) -> float:
-    """Median of u = s v + c + e given v (units of k), e ~ N(0, LABEL_NOISE^2).
+def _features(latents: dict[str, np.ndarray], layout: CueLayout, modality: str, seq_len: int, dim: int,
+              rng: np.random.Generator, *, glitches: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """One modality's arrays for a variant layout: the same per-frame rules as `_audio` / `_vision`
+    (tone: +mu_a s on N(0, 1); smile: c + N(0, 0.5^2)), on the channels `layout` gives it."""
+    n = latents["tone"].shape[0]
+    lengths = _lengths(n, seq_len, rng)
+    x = rng.standard_normal((n, seq_len, dim), dtype=np.float32)
+    cue_channels: list[int] = []
+    for name, ch in layout.channels(modality):
+        cue_channels += ch.tolist()
+        if name == "tone":
+            x[:, :, ch] += np.float32(TONE_SHIFT) * latents["tone"][:, None, None].astype(np.float32)
+        else:
+            x[:, :, ch] *= np.float32(SMILE_NOISE)
+            x[:, :, ch] += latents["smile"][:, None, None].astype(np.float32)
+    x[_pad_mask(lengths, seq_len)] = 0.0
+    if glitches:
+        free = np.setdiff1d(np.arange(dim), cue_channels)  # never a cue channel
+        picked = []
+        for sl in _split_slices(n).values():
+            size = sl.stop - sl.start
+            picked.append(sl.start + rng.choice(size, size=max(1, int(round(NONFINITE_RATE * size))), replace=False))
+        rows = np.concatenate(picked)
+        frames = rng.integers(0, lengths[rows])
+        chans = free[rng.integers(0, len(free), rows.shape[0])]
+        x[rows, frames, chans] = rng.choice(np.array([np.nan, np.inf, -np.inf], dtype=np.float32), rows.shape[0])
+    return x, lengths
 
-    P(u <= x | v) = (1 - p) G(x - v) + p G(x + v), with G the CDF of Uniform[-1, 1] + N(0, sigma^2):
+
+# --------------------------------------------------------------------------------------- reference predictors
+def _text_only_median(v: int, *, sarcastic: float = -1.0) -> float:
+    """Median of u = s v + c + e given v (units of k), e ~ N(0, LABEL_NOISE^2); the text factor is
+    1 (sincere, 1 - p) or `sarcastic` (p): -1 for the flip rule, 0 for the gate rule.
+
+    P(u <= x | v) = (1 - p) G(x - v) + p G(x + v) (flip), with G the CDF of Uniform[-1, 1] + N(0, sigma^2):
     G(x) = [H(x + 1) - H(x - 1)] / 2, H(w) = w Phi(w / sigma) + sigma phi(w / sigma).
     Clipping is monotone, so the median of the clipped label is the clipped median.
     """
@@ -312,25 +404,30 @@ def _text_only_median(v: int) -> float:
         return (h(x + 1) - h(x - 1)) / 2
 
     def excess(x: float) -> float:
-        return (1 - SARCASM_RATE) * cdf_g(x - v) + SARCASM_RATE * cdf_g(x + v) - 0.5
+        other = x + v if sarcastic == -1.0 else x - sarcastic * v
+        return (1 - SARCASM_RATE) * cdf_g(x - v) + SARCASM_RATE * cdf_g(other) - 0.5
 
     bound = abs(v) + 1 + 10 * sd
     return float(brentq(excess, -bound, bound, xtol=1e-12))
 
 
-def _decode(split: dict[str, Any], p: ProbePreset) -> np.ndarray:
+def _decode(split: dict[str, Any], p: ProbePreset, *, rule: str = "flip", cues: str = "first") -> np.ndarray:
     """Read the cues back from one split's arrays, by hand, as a model would have to."""
     words = {w: v for table in (ADJECTIVES, VERBS) for v, ws in table.items() for w in ws}
     valence = np.array([next(words[w] for w in t.split() if w in words) for t in split["raw_text"]], dtype=np.float64)
-    audio = np.nan_to_num(split["audio"], nan=0.0, posinf=0.0, neginf=0.0)  # what the loader does
-    a_len = np.asarray(split["audio_lengths"], dtype=np.float64)
-    v_len = np.asarray(split["vision_lengths"], dtype=np.float64)
-    tone_mean = audio[:, :, : p.n_tone].sum(axis=(1, 2)) / (a_len * p.n_tone)
-    smile_mean = split["vision"][:, :, : p.n_smile].sum(axis=(1, 2)) / (v_len * p.n_smile)
-    tone = np.where(tone_mean >= 0, 1.0, -1.0)
-    smile = np.clip(smile_mean, -1.0, 1.0)
+    arrays = {"audio": np.nan_to_num(split["audio"], nan=0.0, posinf=0.0, neginf=0.0),  # what the loader does
+              "vision": split["vision"]}  # glitches are only ever in the audio
+    lengths = {m: np.asarray(split[f"{m}_lengths"], dtype=np.float64) for m in arrays}
+    layout = cue_layout(p, cues)
+
+    def mean(mod: str, ch: np.ndarray) -> np.ndarray:
+        cols = slice(int(ch[0]), int(ch[-1]) + 1)  # channels are contiguous; a slice sums as before
+        return arrays[mod][:, :, cols].sum(axis=(1, 2)) / (lengths[mod] * len(ch))
+
+    tone = np.where(mean(*layout.tone) >= 0, 1.0, -1.0)
+    smile = np.clip(mean(*layout.smile), -1.0, 1.0)
     lo, hi = p.label_range
-    return np.clip(p.label_scale * (tone * valence + smile), lo, hi)
+    return np.clip(p.label_scale * (_text_factor(tone, rule) * valence + smile), lo, hi)
 
 
 # --------------------------------------------------------------------------------------- checks
@@ -353,8 +450,11 @@ def _split_slices(n: int) -> dict[str, slice]:
 
 
 __all__ = [
+    "CUES",
     "PRESETS",
     "NOISE_FLOOR_NOTES",
+    "RULES",
+    "cue_layout",
     "ProbePreset",
     "make_probe",
     "probe_latents",

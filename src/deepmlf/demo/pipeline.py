@@ -97,12 +97,16 @@ def run_demo(
     progress: bool = True,
     console: Console | None = None,
     train_fn: Callable | None = None,
+    probe_rule: str = "flip",
+    probe_cues: str = "first",
 ) -> DemoResult:
     """Run the whole demo into `out_dir` and return the three models' test metrics.
 
     `overrides` are `key=value` config strings on top of the `demo` preset (tests use
     `model.backbone=tiny-gpt2`). Model dirs from an earlier run are replaced; the probe is reused
     when n, seed and preset are unchanged. `train_fn` defaults to `deepmlf.train.train_run`.
+    `probe_rule` / `probe_cues` train the same recipe on a probe variant (`deepmlf data synth --rule
+    --cues`): a check that the recipe is not tuned to the default probe.
     """
     from ..backbones import load_backbone
     from ..model import build_text_regressor
@@ -124,7 +128,8 @@ def run_demo(
     t0 = time.perf_counter()
     user_cfg = load_config(preset="demo", overrides=list(overrides or []))  # validate overrides early
     preset = "sims" if user_cfg.data.dataset == "sims" else "mosi"
-    probe_path, floor, reused = ensure_probe(out_dir / "probe", n=n, seed=probe_seed, preset=preset)
+    probe_path, floor, reused = ensure_probe(out_dir / "probe", n=n, seed=probe_seed, preset=preset,
+                                             rule=probe_rule, cues=probe_cues)
     data = load_mmsa(probe_path, dataset=user_cfg.data.dataset)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in data.splits.items())
     console.print(
