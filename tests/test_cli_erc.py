@@ -56,3 +56,30 @@ def test_erc_cli_errors(tmp_path):
     meld = T.write_meld_csvs(tmp_path / "meld")
     res = RUN.invoke(app, ["erc", "train", "--data", str(meld), "--out", str(tmp_path / "r"), "--no-progress"])
     assert res.exit_code == 2 and "has no text features" in res.output
+
+
+def test_erc_sweep_specs_validate_and_dry_run():
+    from pathlib import Path
+
+    from deepmlf.experiments.erc_sweep import plan
+
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    spec, cells = plan(root / "erc-table3-fusion-meld.yaml")
+    assert len(cells) == 8 and {c.name for c, _ in cells} >= {"model.arch=magt,model.audio_input=kd,model.video_input=raw"}
+    for name in ("erc-table3-fusion-iemocap", "erc-fig5-alpha-beta-meld", "erc-switches-meld"):
+        _, cells = plan(root / f"{name}.yaml")
+        assert cells and all(cfg.train.seeds == [1111, 2222, 3333] for _, cfg in cells)
+    out = ok(["erc", "sweep", str(root / "erc-switches-meld.yaml"), "--dry-run"])
+    assert "no-speaker-emb" in out and "gate-sigmoid-relu" in out
+
+
+def test_erc_sweep_runs_cells(tmp_path):
+    meld = T.write_meld_csvs(tmp_path / "meld")
+    feats = tmp_path / "text.npz"
+    ok(["erc", "extract", "--data", str(meld), "--encoder", "tiny-llama", "--out", str(feats), "--no-progress"])
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: tiny\nbase: {preset: erc-meld}\ngrid:\n  model.arch: [concat, magt]\nseeds: [1]\n")
+    sets = SMALL[: SMALL.index("train.seeds=[7]") - 1] + SMALL[SMALL.index("train.seeds=[7]") + 1:]
+    out = ok(["erc", "sweep", str(spec), "--data", str(meld), "--features", f"text={feats}", "--out", str(tmp_path / "o"),
+              "--no-progress", *sets])
+    assert "model.arch=concat" in out and (tmp_path / "o" / "model.arch=magt" / "results.json").exists()

@@ -5,6 +5,7 @@
     deepmlf erc pretrain | train      stage 1 | both stages per seed (the one loop, task erc)
     deepmlf erc evaluate | predict    metrics | per-utterance CSV of a trained seed
     deepmlf erc demo                  the dialogue probe (= deepmlf demo erc)
+    deepmlf erc sweep SPEC            experiments/erc-*.yaml (Table 3, Fig. 5, switches)
 """
 
 from __future__ import annotations
@@ -233,3 +234,30 @@ def demo(out: Path = typer.Option(Path("runs/demo-erc"), "--out"), n: Optional[i
     from ..demo.erc import run_demo_erc
 
     run_demo_erc(out, n=n, fast=fast, overrides=overrides, progress=progress, console=console)
+
+
+@erc_app.command("sweep")
+@friendly_errors
+def sweep(spec: Path = typer.Argument(..., help="Sweep spec (experiments/erc-*.yaml)."),
+          data: Optional[Path] = _DATA, features: Optional[list[str]] = _FEAT, overrides: Optional[list[str]] = _SET,
+          out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: the spec's out)."),
+          only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these cells (repeatable)."),
+          dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and their overrides; train nothing."),
+          progress: bool = typer.Option(True, "--progress/--no-progress")) -> None:
+    """Every cell of an ERC sweep spec as its own run directory, then one table (mean ± std over seeds)."""
+    from ..experiments.erc_sweep import plan, run_erc_sweep
+
+    extra = list(overrides or []) + ([f"data.path={data}"] if data else [])
+    extra += [f"data.features.{m}={p}" for m, _, p in (f.partition("=") for f in features or [])]
+    spec_obj, cells = plan(spec, extra)
+    if dry_run:
+        for cell, cfg in cells:
+            console.print(f"{cell.name}: {cell.overrides or '{}'} (seeds {cfg.train.seeds})")
+        return
+    results = run_erc_sweep(spec, extra=extra, out=out, only=only, progress=progress)
+    table = Table(title=f"{spec_obj.name}: test, mean ± std over seeds (selection on valid)")
+    for col in ("cell", "acc", "weighted F1"):
+        table.add_column(col, justify="left" if col == "cell" else "right")
+    for name, r in results.items():
+        table.add_row(name, *(f"{100 * r.mean[k]:.2f} ± {100 * r.std[k]:.2f}" for k in ("acc", "weighted_f1")))
+    console.print(table)
