@@ -179,6 +179,11 @@ class ModelConfig(_Strict):
     # The frozen backbone's own dropout (GPT-2: 0.1) in training. The authors' model.train() leaves it
     # on; off (ours) keeps the backbone a fixed function, so "closed gates == the frozen LM" holds.
     backbone_dropout: bool = False
+    # Keep the frozen LM's text states (per-layer keys/values, final states) across epochs and
+    # evaluations (deepmlf.model.multimodal_lm.TextStateCache). Exact, and allowed only where
+    # nothing trainable touches text: gca_query fusion, ffw_tokens fusion (or ffw off), no
+    # augmentation, backbone_dropout off. Then a step runs only the K fusion tokens through the LM.
+    text_cache: bool = False
     # Keep only the first N decoder layers of the backbone (a smaller student sharing the tokenizer;
     # the final norm and LM head follow layer N-1). None = all layers.
     backbone_layers: int | None = Field(None, ge=1)

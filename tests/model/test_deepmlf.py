@@ -462,3 +462,40 @@ def test_new_switches_at_their_defaults_are_bit_identical(new_backbone):
     for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         if p.grad is not None:
             assert torch.equal(p.grad, q.grad), n
+
+
+@pytest.mark.parametrize("ffw", ["full", "off"])
+def test_text_cache_equals_the_uncached_model_in_outputs_and_gradients(new_backbone, ffw):
+    """model.text_cache: the same outputs and gradients as without it (first pass fills it, second reads it)."""
+    kw = dict(ffw=ffw, ffw_tokens="fusion", mm_layers=[1, 3])
+    ref = _build(new_backbone, **kw)
+    cached = _build(new_backbone, **kw, text_cache=True)
+    assert cached.lm.text_cache is not None and ref.lm.text_cache is None
+    cached.load_trainable_state_dict(ref.trainable_state_dict())
+    b = make_batch()
+    for model in (ref, cached):
+        model.eval()  # no dropout: the two must agree exactly
+    for rnd in range(2):
+        outs = []
+        for model in (ref, cached):
+            model.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                out = model(b)
+                out.loss.backward()
+            outs.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+        (o1, g1), (o2, g2) = outs
+        for name in ("y_o", "y_t", "y_av", "y_f", "lm_logits", "loss"):
+            torch.testing.assert_close(getattr(o2, name), getattr(o1, name), atol=1e-5, rtol=1e-5)
+        assert set(g1) == set(g2)
+        for n in g1:
+            torch.testing.assert_close(g2[n], g1[n], atol=1e-5, rtol=1e-4)
+    assert len(cached.lm.text_cache) == 4 and cached.lm.text_cache.hits == 4 and cached.lm.text_cache.misses == 4
+
+
+def test_text_cache_is_refused_where_text_states_are_trained(new_backbone):
+    with pytest.raises(ConfigError, match="model.text_cache=true .*model.ffw_tokens=all"):
+        _build(new_backbone, text_cache=True)
+    with pytest.raises(ConfigError, match="model.gca_query=text"):
+        _build(new_backbone, text_cache=True, ffw_tokens="fusion", gca_query="text")
+    with pytest.raises(ConfigError, match="model.augment.kind=seqaug"):
+        _build(new_backbone, text_cache=True, ffw_tokens="fusion", augment={"kind": "seqaug", "p_apply": 0.5})

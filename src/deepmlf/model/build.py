@@ -29,7 +29,7 @@ from .deepmlf import DeepMLF, LossWeights
 from .ffw import make_ffw
 from .heads import DeepMLFHeads
 from .mm_block import Gate, GatedCrossAttention, MMBlock
-from .multimodal_lm import MultimodalLM, ensure_unwrapped
+from .multimodal_lm import MultimodalLM, TextStateCache, ensure_unwrapped
 from .registry import Arch, register_arch
 from .state import load_strict
 from .text_regressor import TextRegressor
@@ -124,9 +124,28 @@ def _build_mm_block(cfg: Config, backbone: Backbone, layer_index: int) -> MMBloc
     )
 
 
+def check_text_cache(m) -> None:
+    """model.text_cache is exact only when the text tokens never meet a trainable part."""
+    if not m.text_cache:
+        return
+    why = []
+    if m.gca_query != "fusion":
+        why.append(f"model.gca_query={m.gca_query} (text queries the AV memory)")
+    if m.ffw != "off" and m.ffw_tokens != "fusion":
+        why.append(f"model.ffw_tokens={m.ffw_tokens} (the FFW updates text tokens)")
+    if m.augment.kind != "none" and m.augment.p_apply > 0:
+        why.append(f"model.augment.kind={m.augment.kind} (text embeddings change per batch)")
+    if m.backbone_dropout:
+        why.append("model.backbone_dropout=true (text states change per batch)")
+    if why:
+        raise ConfigError("model.text_cache=true needs text states that are the frozen LM's alone; not with "
+                          + "; ".join(why))
+
+
 def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backbone | None = None) -> DeepMLF:
     """DeepMLF on `backbone` (loaded from `cfg.model.backbone` when None; it is wrapped in place)."""
     m = cfg.model
+    check_text_cache(m)
     backbone = backbone if backbone is not None else _load_backbone(cfg)
     ensure_unwrapped(backbone)
     if m.backbone_layers is not None:
@@ -153,6 +172,8 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
         init_std = float(backbone.embed_tokens.weight.detach().float().pow(2).mean().sqrt())
     lm = MultimodalLM(backbone=backbone, mm_blocks=mm_blocks, n_fusion=m.n_fusion, augment=augment,
                       backbone_dropout=m.backbone_dropout, fusion_init_std=float(init_std))
+    if m.text_cache:
+        lm.text_cache = TextStateCache()
     # Backbone(...) gave the tokenizer an eos (pad as eos for BERT-style ones, as the authors do).
     eos = backbone.tokenizer.eos_token_id
     cls, extra = (DeepMLF, {}) if not m.rationale.enabled else _rationale_parts(cfg, lm, backbone)

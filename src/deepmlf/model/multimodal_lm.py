@@ -73,11 +73,53 @@ class _PrefixDone(Exception):
         self.hidden = hidden
 
 
+class TextStateCache:
+    """The frozen LM's text states of each transcript, kept across epochs (`model.text_cache`).
+
+    Valid only when nothing trainable touches the text tokens: every MM block queries with the
+    fusion tokens only and its FFW (if any) acts on the fusion tokens only (`model.ffw_tokens:
+    fusion`), the text embeddings are not augmented and the backbone's dropout is off. Then a
+    text token's states at every layer are the frozen LM's, a function of the transcript alone:
+    computed once, the per-layer keys/values (what the fusion tokens attend to) and the final
+    hidden states are reused by every later epoch and evaluation. Keyed by the padded token ids.
+    Per sample it holds 2 · layers · T · kv_width + T · D floats (SmolLM2-135M, T = 16: ~0.8 MB).
+    """
+
+    def __init__(self) -> None:
+        # key -> (((keys, values) per layer, each (kv_heads, T, head_dim)), final text states (T, D))
+        self._store: dict[bytes, tuple[tuple[tuple[Tensor, Tensor], ...], Tensor]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    @staticmethod
+    def keys_of(input_ids: Tensor, attention_mask: Tensor) -> list[bytes]:
+        """One key per row: the token ids with pads marked, so equal transcripts share an entry."""
+        ids = input_ids.masked_fill(attention_mask == 0, -1).long().cpu()
+        return [row.numpy().tobytes() for row in ids]
+
+    def get(self, key: bytes) -> tuple[tuple[tuple[Tensor, Tensor], ...], Tensor] | None:
+        return self._store.get(key)
+
+    def put(self, key: bytes, kv: tuple[tuple[Tensor, Tensor], ...], hidden: Tensor) -> None:
+        self._store[key] = (kv, hidden)
+
+
+def _cache_layers(cache: DynamicCache) -> list[tuple[Tensor, Tensor]]:
+    """(keys, values) per layer, each (B, kv_heads, T, head_dim), across transformers versions."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache))  # transformers < 4.56
+
+
 class PrefixControl:
     """How the layers up to the first MM block behave in the current pass. Not a Module.
 
     normal: compute. stop: the first MM layer computes its decoder layer, then ends the pass
-    (raises _PrefixDone). replay: every layer before it passes its input through untouched and
+    (raises _PrefixDone). skip_mm: every MM layer runs its decoder layer only (a text-only pass
+    for `TextStateCache`, where the MM blocks are the identity on text by construction). replay: every layer before it passes its input through untouched and
     the first MM layer takes `held` as its decoder layer's output, so the pass starts there.
     """
 
@@ -120,16 +162,19 @@ class DecoderLayerWithMM(nn.Module):
     """A frozen decoder layer followed by its MM block."""
 
     def __init__(self, *, layer: nn.Module, mm_block: MMBlock, memory: AVMemory,
-                 control: PrefixControl | None = None) -> None:
+                 control: PrefixControl | None = None, shared: PrefixControl | None = None) -> None:
         super().__init__()
         self.layer = layer
         self.mm_block = mm_block
         self.memory = memory
         self.control = control  # set on the first MM layer only
+        self.shared = shared  # the same control, seen by every MM layer (for skip_mm)
         self.returns_tuple = False
 
     def forward(self, hidden_states: Tensor, *args, **kwargs):
         mode = self.control.mode if self.control is not None else "normal"
+        if self.shared is not None and self.shared.mode == "skip_mm":
+            mode = "skip_mm"
         if mode == "replay":
             h, returns_tuple, rest = self.control.held, self.returns_tuple, ()
         else:
@@ -138,6 +183,8 @@ class DecoderLayerWithMM(nn.Module):
             h, rest = (out[0], out[1:]) if returns_tuple else (out, ())  # h: (B, T+K, D), backbone dtype
             if mode == "stop":
                 raise _PrefixDone(h)
+            if mode == "skip_mm":
+                return out
         z, z_mask, n_text = self.memory.get()
         # The trainable block runs in float32 even over a bf16 backbone; the residual stream
         # goes back to the backbone's dtype.
@@ -202,7 +249,7 @@ class MultimodalLM(nn.Module):
         first = self.mm_layers[0]
         for i, block in sorted(mm_blocks.items()):
             layers[i] = DecoderLayerWithMM(layer=layers[i], mm_block=block, memory=self.memory,
-                                           control=self.prefix if i == first else None)
+                                           control=self.prefix if i == first else None, shared=self.prefix)
         for i in range(first):
             layers[i] = FrozenPrefixLayer(layer=layers[i], control=self.prefix)
         D = backbone.hidden_size
@@ -210,6 +257,7 @@ class MultimodalLM(nn.Module):
         self.fusion_tokens = nn.Parameter(torch.randn(n_fusion, D) * fusion_init_std)
         self.augment = augment
         self.backbone_dropout = backbone_dropout
+        self.text_cache: TextStateCache | None = None  # set by build_model when model.text_cache
         self.train(True)  # nn.Module's default mode, with the backbone held in eval
 
     # ------------------------------------------------------------------ structure
@@ -249,6 +297,8 @@ class MultimodalLM(nn.Module):
         B, T = input_ids.shape
         K = self.n_fusion
         L = 0 if suffix_embeds is None else suffix_embeds.shape[1]
+        if self.text_cache is not None and not L and cache is None:
+            return self._forward_cached(input_ids, attention_mask, z, z_mask)
         text_mask = attention_mask.bool()
         x_t = self.backbone.embed_tokens(input_ids)  # (B, T, D), frozen
         x_t = self.augment(x_t, text_mask)  # training only
@@ -290,6 +340,50 @@ class MultimodalLM(nn.Module):
                 position_ids=position_ids, past_key_values=cache, use_cache=True,
             ).last_hidden_state
         return hidden.float()
+
+    def _new_cache(self) -> DynamicCache:
+        try:
+            return DynamicCache(config=self.backbone_model.config)
+        except TypeError:  # transformers < 4.56 builds its layers lazily, without a config
+            return DynamicCache()
+
+    def _forward_cached(self, input_ids: Tensor, attention_mask: Tensor, z: Tensor, z_mask: Tensor) -> MultimodalLMOutput:
+        """The text tokens' frozen states from `text_cache` (computed on a miss, text only, no_grad),
+        then the K fusion tokens alone through every layer, attending to the cached keys/values.
+        Same computation as the one pass over T+K tokens (text never sees the fusion tokens)."""
+        cache = self.text_cache
+        B, T = input_ids.shape
+        keys = cache.keys_of(input_ids, attention_mask)
+        found = [cache.get(k) for k in keys]
+        missing = [b for b, f in enumerate(found) if f is None]
+        cache.hits += B - len(missing)
+        cache.misses += len(missing)
+        pos = torch.arange(T + self.n_fusion, device=input_ids.device)[None, :]
+        if missing:
+            idx = torch.tensor(missing, device=input_ids.device)
+            kv = self._new_cache()
+            with torch.no_grad(), self.prefix.set("skip_mm"):
+                hidden = self.backbone_model.base_model(
+                    inputs_embeds=self.backbone.embed_tokens(input_ids[idx]), attention_mask=attention_mask[idx].long(),
+                    position_ids=pos[:, :T].expand(len(missing), -1), past_key_values=kv, use_cache=True,
+                ).last_hidden_state  # (M, T, D) after the final norm
+            layers = _cache_layers(kv)
+            for j, b in enumerate(missing):
+                entry = tuple((k[j].clone(), v[j].clone()) for k, v in layers)
+                cache.put(keys[b], entry, hidden[j].clone())
+                found[b] = (entry, hidden[j])
+        text_hidden = torch.stack([h for _, h in found]).float()  # (B, T, D)
+        kv = self._new_cache()
+        for li in range(len(found[0][0])):
+            kv.update(torch.stack([e[li][0] for e, _ in found]), torch.stack([e[li][1] for e, _ in found]), li)
+        x_f = self.fusion_tokens.to(self.backbone.embed_tokens.weight.dtype).expand(B, -1, -1)  # (B, K, D)
+        full_mask = torch.cat([attention_mask.long(), attention_mask.new_ones(B, self.n_fusion).long()], dim=1)
+        with self.memory.hold(z.float(), z_mask, n_text=0):
+            fusion = self.backbone_model.base_model(
+                inputs_embeds=x_f, attention_mask=full_mask, position_ids=pos[:, T:].expand(B, -1),
+                past_key_values=kv, use_cache=True,
+            ).last_hidden_state  # (B, K, D)
+        return MultimodalLMOutput(text_hidden=text_hidden, fusion_hidden=fusion.float())
 
     def _prefix_split(self, x_t: Tensor, x_f: Tensor, text_mask: Tensor, full_mask: Tensor,
                       position_ids: Tensor) -> Tensor:
