@@ -45,7 +45,7 @@ def test_erc_cli_end_to_end(tmp_path):
     assert len(frame) == 2 and {"label_name", "prediction_name", "p_neutral"} <= set(frame.columns)
     ok(["report", str(run)])
     page = (run / "report.md").read_text()
-    assert "confusion" in page.lower() and "f1" in page.lower()
+    assert "confusion" in page.lower() and "## Per-class F1" in page and "| neutral |" in page
 
 
 def test_erc_cli_errors(tmp_path):

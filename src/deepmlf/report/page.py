@@ -136,6 +136,19 @@ def _robustness_section(summary: RunSummary, out_dir: Path) -> list[str]:
     return md + robustness_markdown(frame, info) + [""]
 
 
+def _per_class_f1(summary: RunSummary) -> list[str]:
+    """Classification: F1 per class (×100) for every row of the metrics table."""
+    classes = list(getattr(summary.task, "classes", ()))
+    rows = list(summary.table_rows) if summary.table_rows else [(m.name, m.metrics) for m in summary.models]
+    rows = [(n, m) for n, m in rows if any(f"f1_{c}" in m for c in classes)]
+    if not classes or not rows:
+        return []
+    cell = lambda v: "–" if v is None or v != v else f"{100 * v:.2f}"  # noqa: E731
+    out = ["## Per-class F1", "", "| model | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+    out += [f"| {n} | " + " | ".join(cell(m.get(f"f1_{c}")) for c in classes) + " |" for n, m in rows]
+    return out + ["", "F1 in %; – = the class is absent from both labels and predictions.", ""]
+
+
 def render(summary: RunSummary, out_dir: Path) -> Path:
     """Write report.md and its PNGs into `out_dir`; returns the path of report.md."""
     out_dir = Path(out_dir)
@@ -185,7 +198,12 @@ def render(summary: RunSummary, out_dir: Path) -> Path:
             name1 = f"curves-{slug(m.name)}-stage1.png"
             if plots.plot_curves(m.stage1_history, out_dir / name1, title=f"{m.name}: stage 1 (AV encoder pre-training)"):
                 curve_md += [f"### {m.name}, stage 1 (AV pre-training)", "", f"![stage 1 curves]({name1})", ""]
-    if curve_md:
+    if curve_md and task.kind == "classification":
+        md += ["## Training curves", "",
+               "Per epoch: the loss and its unweighted terms (cross-entropy, KD terms) on the training split "
+               f"and the validation metrics; the dotted line marks the epoch selected by validation {key_metric}, "
+               "whose weights are the ones tested.", ""] + curve_md
+    elif curve_md:
         md += ["## Training curves", "",
                "Per epoch: the L1 loss of each head (the unweighted terms of eq. 14) on the training split "
                "and on the validation split, on one scale, and the LM cross-entropy when it was trained "
@@ -203,6 +221,8 @@ def render(summary: RunSummary, out_dir: Path) -> Path:
         md += ["## Confusion matrices", "",
                "Rows: true class, columns: predicted class; numbers are counts, colour is the share of the "
                "true class. The diagonal is the class accuracy.", "", "![confusion matrices](confusion.png)", ""]
+    if task.kind == "classification":
+        md += _per_class_f1(summary)
 
     # ------------------------------------------------------------------ gates
     for m in summary.models:

@@ -177,14 +177,15 @@ def load_train_run(run_dir: Path, seed: int | None = None) -> RunSummary:
         )
     cfg = _read_config(run_dir)
     task = _task_of(run_dir, cfg)
-    backbone = ((cfg or {}).get("model") or {}).get("backbone", "?")
+    backbone = ((cfg or {}).get("model") or {}).get("backbone")  # ERC runs have none (frozen features)
     name = model_name(cfg)
     chosen = seeds[0]
-    model = read_model_dir(chosen, name, note=f"backbone {backbone}, {chosen.name}", task=task)
+    model = read_model_dir(chosen, name, note=f"backbone {backbone}, {chosen.name}" if backbone else chosen.name,
+                           task=task)
     rows = _results_rows(run_dir)
     n_seeds = len(seed_dirs(run_dir))
     intro = (
-        f"Run dir `{run_dir}`: {name} on **{task.title}** with backbone `{backbone}`. "
+        f"Run dir `{run_dir}`: {name} on **{task.title}**" + (f" with backbone `{backbone}`. " if backbone else ". ") +
         f"The metrics table lists every seed ({n_seeds}); plots show **{chosen.name}**."
     )
     return RunSummary(
