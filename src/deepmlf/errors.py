@@ -23,3 +23,11 @@ class CheckpointError(DeepMLFError):
 
 class RunDirError(DataError):
     """A run directory (or a file in it: metrics, gates, config) is missing or unreadable."""
+
+
+class WriteError(DeepMLFError):
+    """A file or directory could not be written (disk full, read-only, a path below a file, ...).
+
+    Raised before any work where the output can be checked up front, else at the failing write;
+    either way the files written before are left as they were (writes are atomic, deepmlf.io).
+    """

@@ -106,7 +106,9 @@ class Predictor:
         return seqs, single
 
     def _split(self, texts: list[str], audio: list[np.ndarray], vision: list[np.ndarray], ids: list[str]):
-        from .data.mmsa import Split
+        from .data.mmsa import Split, clean_text
+
+        texts = [clean_text(t)[0] for t in texts]  # a lone surrogate would crash the tokenizer
 
         def pad(seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
             out = np.zeros((len(seqs), max(s.shape[0] for s in seqs), seqs[0].shape[1]), dtype=np.float32)

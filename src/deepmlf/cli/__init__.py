@@ -14,6 +14,16 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect MMSA pickles and generate the fusion probe dataset.", no_args_is_help=True)
 backbones_app = typer.Typer(help="Language-model backbones that resolve offline.", no_args_is_help=True)
 features_app = typer.Typer(help="Extract features from raw media (audio, faces, speech recognition).", no_args_is_help=True)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show the full Python traceback of an error "
+                                     "(also DEEPMLF_DEBUG=1).")) -> None:
+    from .common import set_debug
+
+    set_debug(debug)
+
+
 app.add_typer(data_app, name="data")
 app.add_typer(backbones_app, name="backbones")
 app.add_typer(features_app, name="features")
@@ -26,4 +36,12 @@ from . import robustness_cmd  # noqa: E402,F401
 
 
 def main() -> None:
-    app()
+    from .common import debug_enabled, known_error_exit
+
+    try:
+        app()
+    except Exception as e:  # an error outside any command (option parsing, imports): same one-line rule
+        code = None if debug_enabled() else known_error_exit(e)
+        if code is None:
+            raise
+        raise SystemExit(code) from None

@@ -1,4 +1,5 @@
-"""`deepmlf data inspect`: what an MMSA pickle holds, and what the loader had to repair."""
+"""`deepmlf data inspect | convert`: what an MMSA pickle holds, what the loader had to repair, and
+the pickle-free copy every command also reads."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import typer
 from rich.table import Table
 
 from ..data.corpora import FAMILY
-from ..data.mmsa import MMSAData, Split, load_mmsa
+from ..data.mmsa import PICKLE_RISK, MMSAData, Split, load_mmsa
 from . import data_app
 from .common import console, friendly_errors
 
@@ -163,11 +164,52 @@ def inspect(
         False, "--unlabelled", help="Accept a file for prediction: any subset of splits, labels optional."
     ),
 ) -> None:
-    """Validate an MMSA pickle and show its SHA-256 (matched against the hashes MMSA publishes) and per
-    split: sizes, feature dims, frame lengths, labels, repairs."""
+    """Validate an MMSA pickle (or a `data convert` .safetensors file) and show its SHA-256 (matched
+    against the hashes MMSA publishes) and per split: sizes, feature dims, frame lengths, labels, repairs.
+
+    Safety: a pickle can run code when it is loaded. deepmlf reads pickles with a restricted
+    unpickler (numpy arrays, numbers, strings, lists, dicts only) and refuses anything else; convert a
+    file once with `deepmlf data convert IN.pkl OUT.safetensors` and use OUT, which holds no code.
+    """
     data = load_mmsa(path, dataset=dataset.value if dataset else None, require_labels=not unlabelled)
     summary = {**inspect_summary(data), **file_identity(path)}
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))
     else:
         _render(summary)
+
+
+@data_app.command("convert")
+@friendly_errors
+def convert(
+    src: Path = typer.Argument(..., help="MMSA pickle to convert (read with the restricted unpickler)."),
+    out: Path = typer.Argument(..., help="File to write, e.g. unaligned_50.safetensors."),
+    trust_pickle: bool = typer.Option(
+        False, "--trust-pickle",
+        help="Read SRC with the full pickle module (it may run code): only for a file you made or vetted yourself.",
+    ),
+) -> None:
+    """Write an MMSA pickle as one pickle-free .safetensors file (arrays as tensors, transcripts and ids
+    as JSON in its header) that train, evaluate, predict, sweep and data inspect read like the pickle.
+
+    Vet a file once, convert it, and never unpickle it again: loading OUT runs no code.
+    """
+    from ..data.mmsa import _read_pickle, mmsa_from_dict, read_pickle_unrestricted
+    from ..data.safe_format import write_safe
+    from ..errors import ConfigError
+    from ..io import check_output_file
+
+    if out.resolve() == src.resolve():
+        raise ConfigError(f"{out}: the output would overwrite the input; choose another file name")
+    check_output_file(out, "OUT", example="data.safetensors")
+    if trust_pickle:
+        if not src.is_file():
+            raise ConfigError(f"{src}: file not found")
+        obj = read_pickle_unrestricted(src)
+    else:
+        obj = _read_pickle(src)
+    write_safe(obj, out)
+    data = mmsa_from_dict(_read_pickle(out), source=str(out), require_labels=False)  # read back: same checks as every command
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in data.items())
+    console.print(f"{src} -> {out} ({sizes}; dataset {data.dataset_label}); use {out} as --data from now on",
+                  highlight=False, soft_wrap=True)

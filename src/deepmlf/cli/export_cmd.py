@@ -21,6 +21,10 @@ def export_cmd(
     """Export one seed's trained weights as model.safetensors with config.yaml, checkpoint.json and a
     model card (README.md) whose metadata block holds the test metrics per seed and mean ± std."""
     from ..export import export_run
+    from ..io import check_output_dir
 
-    folder = export_run(run_dir, out if out is not None else run_dir / "export", seed=seed)
+    target = out if out is not None else run_dir / "export"
+    if run_dir.is_dir():
+        check_output_dir(target, "--out" if out is not None else "export folder")
+    folder = export_run(run_dir, target, seed=seed)
     console.print(f"exported -> {folder} (load it with deepmlf.load({str(folder)!r}))")

@@ -67,6 +67,11 @@ def extract_cmd(
     from ..features.sources import discover
 
     fs = get_feature_set(feature_set)
+    if not dry_run:
+        from ..io import check_output_dir, check_output_file
+
+        check_output_file(out, "--out", example="unaligned.pkl")  # before minutes of extraction, not after
+        check_output_dir(cache or default_cache_dir(out), "--cache")
     if dry_run:
         clips, layout = discover(sources, split=split)
         rows = plan(clips, fs, asr=asr.value, cache=ClipCache(cache or default_cache_dir(out)))

@@ -22,6 +22,10 @@ def report(
     """Write report.md: metrics table, training curves, predicted-vs-true scatter, confusion matrices, gates."""
     from ..report import write_report
 
+    if out is not None:
+        from ..io import check_output_dir
+
+        check_output_dir(out, "--out")
     path = write_report(run_dir, out, seed=seed)
     pngs = re.findall(r"\]\(([^)]+\.png)\)", path.read_text())
     console.print(f"wrote [bold]{path}[/] and {len(pngs)} plots: {', '.join(pngs)}")

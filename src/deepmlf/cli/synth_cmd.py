@@ -42,6 +42,9 @@ def synth(
         "vision ones; the default), last (the last channels), swapped (tone in vision, smile in audio)."),
 ) -> None:
     """Generate the fusion probe: labels only a text+audio+vision model can predict well."""
+    from ..io import check_output_file
+
+    check_output_file(out, "--out", example="unaligned_50.pkl")
     p = PRESETS[preset.value]
     rule_v, cues_v = RuleChoice(rule).value, CuesChoice(cues).value
     data = make_probe(n=n, seed=seed, preset=preset.value, rule=rule_v, cues=cues_v)

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ..config import Config, config_from_dict, load_config, read_yaml, apply_overrides
 from ..errors import ConfigError
-from ..io import write_json, write_text
+from ..io import check_output_file, write_json, write_text
 from . import app
 from .common import console, friendly_errors
 
@@ -26,6 +26,8 @@ SetOpt = typer.Option(None, "--set", "-s", help="Override one config key, e.g. -
 DataOpt = typer.Option(None, "--data", "-d", help="MMSA pickle (aligned_50.pkl / unaligned_50.pkl / unaligned_39.pkl) = data.path.")
 SeedsOpt = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 1111,1112,1113 (overrides train.seeds).")
 ResumeOpt = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last.pt files.")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Start over: remove the run already in --out (seed-*, stage1, "
+                            "results, config) first. Without it (or --resume), unfinished work there is refused.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 
 
@@ -70,11 +72,35 @@ def _default_out(cfg: Config) -> Path:
     return Path("runs") / f"{dataset}-{backbone}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _out_dir(out: Optional[Path], resume: bool, cfg_factory) -> tuple[Config, Path]:
+def _out_dir(out: Optional[Path], resume: bool, cfg_factory, *, overwrite: bool = False) -> tuple[Config, Path]:
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: continue the run, or start it over")
     if resume and out is None:
         raise ConfigError("--resume needs --out RUN_DIR: the run directory to continue")
+    if resume:
+        _check_resumable(out)
     cfg = cfg_factory(out if resume else None)
-    return cfg, out if out is not None else _default_out(cfg)
+    run_dir = out if out is not None else _default_out(cfg)
+    if resume:
+        from ..rundir import run_state
+
+        if run_state(run_dir, list(cfg.train.seeds))[0] == "done":
+            console.print(f"nothing to resume: every seed of {run_dir} is done (results are re-read)")
+    return cfg, run_dir
+
+
+def _check_resumable(out: Path) -> None:
+    """--resume on a directory without a run is a mistake worth naming (a typo in --out, usually)."""
+    from ..rundir import seed_dirs
+
+    if not out.exists():
+        raise ConfigError(f"--resume: {out} does not exist, so there is nothing to resume; "
+                          "drop --resume to start a new run there")
+    if not out.is_dir():
+        raise ConfigError(f"--resume: {out} is a file, not a run directory")
+    if not (out / "config.yaml").exists() and not seed_dirs(out) and not (out / "stage1").exists():
+        raise ConfigError(f"--resume: {out} holds no run (no config.yaml, no seed-* folders), so there is nothing "
+                          "to resume; drop --resume to start a new run there")
 
 
 def metrics_table(metrics: dict[str, float], title: str) -> Table:
@@ -96,6 +122,7 @@ def pretrain_av_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<dataset>-<backbone>-<time>)."),
     seeds: Optional[str] = SeedsOpt,
     resume: bool = ResumeOpt,
+    overwrite: bool = OverwriteOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Stage 1: pre-train the AV encoder (AV regressor, L1) into RUN_DIR/seed-S/stage1/best.pt.
@@ -104,8 +131,9 @@ def pretrain_av_cmd(
     """
     from ..train import pretrain_av
 
-    cfg, run_dir = _out_dir(out, resume, lambda d: resolve_config(config, preset, set_, data, seeds, resume_dir=d))
-    paths = pretrain_av(cfg, run_dir, resume=resume, progress=not quiet)
+    cfg, run_dir = _out_dir(out, resume, lambda d: resolve_config(config, preset, set_, data, seeds, resume_dir=d),
+                            overwrite=overwrite)
+    paths = pretrain_av(cfg, run_dir, resume=resume, overwrite=overwrite, progress=not quiet)
     for seed, path in paths.items():
         console.print(f"seed {seed}: pre-trained AV encoder -> {path}")
 
@@ -120,15 +148,17 @@ def train_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<dataset>-<backbone>-<time>)."),
     seeds: Optional[str] = SeedsOpt,
     resume: bool = ResumeOpt,
+    overwrite: bool = OverwriteOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Train DeepMLF for every seed (stage 1 first when the AV encoder starts pre-trained), test the
     best checkpoint, and write results.csv / results.json (per seed, mean, std)."""
     from ..train import results_table, train_run
 
-    cfg, run_dir = _out_dir(out, resume, lambda d: resolve_config(config, preset, set_, data, seeds, resume_dir=d))
+    cfg, run_dir = _out_dir(out, resume, lambda d: resolve_config(config, preset, set_, data, seeds, resume_dir=d),
+                            overwrite=overwrite)
     console.print(f"run directory: {run_dir}")
-    result = train_run(cfg, run_dir, resume=resume, progress=not quiet)
+    result = train_run(cfg, run_dir, resume=resume, overwrite=overwrite, progress=not quiet)
     if quiet:
         console.print(results_table(result))
     console.print(f"results: {run_dir / 'results.csv'}")
@@ -166,9 +196,10 @@ def evaluate_cmd(
     from ..train import evaluate_checkpoint
 
     spec = _missing_spec(missing, missing_rate, missing_seed)
-    metrics = evaluate_checkpoint(checkpoint, data, split, missing=spec)
     suffix = f"_missing-{spec.name}" if spec is not None else ""
     path = out if out is not None else checkpoint.parent / f"eval_{split}{suffix}.json"
+    check_output_file(path, "--out" if out is not None else "metrics file", example="eval.json")
+    metrics = evaluate_checkpoint(checkpoint, data, split, missing=spec)
     write_json(path, metrics)
     what = f", {spec.name} missing" if spec is not None else ""
     console.print(metrics_table(metrics, f"{checkpoint} on {data} [{split}{what}]"))
@@ -202,6 +233,7 @@ def predict_cmd(
 
         if out is None:
             raise ConfigError("--data needs --out CSV: where to write the predictions")
+        check_output_file(out, "--out", example="predictions.csv")
         frame = predict(checkpoint, data, split, out, missing=_missing_spec(missing, missing_rate, missing_seed))
         console.print(f"{len(frame)} predictions -> {out}")
         return
@@ -214,6 +246,8 @@ def _predict_videos(checkpoint: Path, sources: list[Path], text: Optional[str], 
     from .. import load
     from ..features.sources import discover
 
+    if out is not None:
+        check_output_file(out, "--out", example="predictions.csv")
     clips, _ = discover(sources)
     if text is not None and len(clips) != 1:
         raise ConfigError(f"--text gives one transcript, but --video names {len(clips)} clips")

@@ -10,7 +10,11 @@ hand-made or truncated file learns what to fix instead of meeting a bare KeyErro
 training. Repairs that real files need (NaN/±inf in MOSEI COVAREP audio, missing `*_lengths`
 in some `aligned_50.pkl` versions, missing `id`) are made and reported in `MMSAData.notes`.
 
-Pickles run code when loaded: only load files you trust.
+Pickles can run code when loaded. deepmlf therefore reads them with a restricted unpickler that
+admits only numpy arrays, numbers, strings, lists and dicts (`SafeUnpickler`): a file that asks
+for anything else (a function, a class) is refused before it runs. `deepmlf data convert IN.pkl
+OUT.safetensors` writes the same content as safetensors (arrays) + JSON (text) in one file, which
+every command reads like the pickle and which holds no code at all (`deepmlf.data.safe_format`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ FEATURE_SET_KEY = "feature_set"  # top-level record of `deepmlf features extract
 _USED_KEYS = ("raw_text", "audio", "vision", "audio_lengths", "vision_lengths", "regression_labels", "id")
 _CHUNK = 256  # samples per chunk when scanning features: bounds temporary masks on multi-GB MOSEI arrays
 _PROGRESS_MIN_BYTES = 256 * 2**20  # show a read progress bar for files at least this large
+# Features beyond this magnitude are a scaling bug (raw sample counts, a 1e30 fill value): a value
+# of 1e30 trained silently to a loss of 4.7e26 (issue 9, item 10). Real MMSA features stay < 1e4.
+SANE_MAGNITUDE = 1e6
 
 
 @dataclass(eq=False)
@@ -237,7 +244,43 @@ def _feature_set(meta: Any, source: str, notes: list[str]) -> dict[str, Any] | N
 
 
 # --------------------------------------------------------------------------------------- reading
+PICKLE_RISK = (
+    "MMSA pickles are Python pickles, and a pickle can run code when it is loaded: deepmlf admits only "
+    "numpy arrays, numbers, strings, lists and dicts from them; convert a file you trust once with "
+    "`deepmlf data convert IN.pkl OUT.safetensors` and use OUT from then on"
+)
+
+# (module, name) a plain MMSA pickle needs: numpy's array and scalar rebuilders, and the bytes
+# decoder protocol-2 pickles use for array buffers. None of them calls anything a file names.
+_SAFE_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"), ("collections", "OrderedDict"),
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"), ("builtins", "bytearray"),
+    ("__builtin__", "set"), ("__builtin__", "frozenset")
+}
+
+
+class UnsafePickleError(DataError):
+    """A pickle asked for a global outside the admitted numpy/builtin set (it could run code)."""
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that admits numpy arrays, numbers, strings, lists and dicts only."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_GLOBALS or (module == "numpy.dtypes" and name.endswith("DType")):
+            return super().find_class(module, name)
+        raise UnsafePickleError(f"{module}.{name}")
+
+
 def _read_pickle(path: Path) -> Any:
+    if path.is_file() and _is_safetensors(path):
+        from .safe_format import read_safe
+
+        return read_safe(path)
     if not path.exists():
         raise DataError(f"{path}: file not found (expected an MMSA pickle such as unaligned_50.pkl)")
     if path.is_dir():
@@ -251,8 +294,12 @@ def _read_pickle(path: Path) -> Any:
         # Python 2 pickles hold numpy buffers as str; latin1 is numpy's documented way to read them.
         try:
             return _unpickle(path, size, encoding="latin1")
+        except UnsafePickleError as e:
+            raise _unsafe(path, e) from None
         except Exception as e:  # noqa: BLE001 - any failure here means "not a readable pickle"
-            raise DataError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+            raise DataError(f"{path}: not a readable pickle ({type(e).__name__}: {e}); {PICKLE_RISK}") from None
+    except UnsafePickleError as e:
+        raise _unsafe(path, e) from None
     except ModuleNotFoundError as e:
         raise DataError(
             f"{path}: the pickle needs module {e.name!r}, which is not installed "
@@ -261,7 +308,34 @@ def _read_pickle(path: Path) -> Any:
     except MemoryError:
         raise
     except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, ValueError, ... all mean the same to the user
-        raise DataError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: not a readable pickle ({type(e).__name__}: {e}); {PICKLE_RISK}") from None
+
+
+def _unsafe(path: Path, e: UnsafePickleError) -> DataError:
+    return UnsafePickleError(
+        f"{path}: refused to load: the pickle asks for {e}, which is not a numpy array, number, string, list or "
+        "dict, so loading it could run code; nothing from it was run. If you made the file yourself and trust "
+        "it, convert it once with `deepmlf data convert IN.pkl OUT.safetensors --trust-pickle` and use OUT"
+    )
+
+
+def _is_safetensors(path: Path) -> bool:
+    """safetensors: 8-byte little-endian header size, then a JSON header (a pickle starts with 0x80)."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def read_pickle_unrestricted(path: str | Path) -> Any:
+    """Plain `pickle.load`, for `deepmlf data convert --trust-pickle` on a file the user vouches for."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        try:
+            return pickle.load(f)
+        except UnicodeDecodeError:
+            pass
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")
 
 
 def _unpickle(path: Path, size: int, *, encoding: str) -> Any:
@@ -270,7 +344,7 @@ def _unpickle(path: Path, size: int, *, encoding: str) -> Any:
     with open(path, "rb") as f, tqdm(
         total=size, desc=f"reading {path.name}", unit="B", unit_scale=True, disable=disable, leave=False
     ) as bar:
-        return pickle.load(_ProgressReader(f, bar), encoding=encoding)
+        return SafeUnpickler(_ProgressReader(f, bar), encoding=encoding).load()
 
 
 class _ProgressReader:
@@ -330,6 +404,13 @@ def _parse_split(raw: Any, name: str, source: str, require_labels: bool, notes: 
         nonfinite[key] = _replace_nonfinite(features[key])
         if nonfinite[key]:
             notes.append(f"{name}: replaced {nonfinite[key]} non-finite values (NaN/±inf) in {key} with 0")
+        if nonfinite[key] == features[key].size:
+            notes.append(f"warning: {name}: every {key} value was non-finite (NaN/±inf), so the whole modality is "
+                         "now 0 and carries no information; check how the file was made")
+        big, largest = _count_large(features[key])
+        if big:
+            notes.append(f"warning: {name}: {big} {key} value(s) exceed {SANE_MAGNITUDE:g} in magnitude (largest "
+                         f"{largest:.3g}); features this large make the loss explode: check how they were scaled")
 
     lengths: dict[str, np.ndarray] = {}
     for key in _MODALITIES:
@@ -349,7 +430,7 @@ def _parse_split(raw: Any, name: str, source: str, require_labels: bool, notes: 
         notes.append(f"{name}: no 'regression_labels'; labels are NaN (prediction only)")
 
     if "id" in raw:
-        ids = _strings(raw["id"], f"{where}: key 'id'")
+        ids = _strings(raw["id"], f"{where}: key 'id'", name, "id", notes)
     else:
         ids = [f"{name}-{i}" for i in range(n)]
         notes.append(f"{name}: no 'id'; generated ids {name}-0 .. {name}-{n - 1}")
@@ -358,7 +439,7 @@ def _parse_split(raw: Any, name: str, source: str, require_labels: bool, notes: 
 
     return Split(
         name=name,
-        raw_text=_strings(raw["raw_text"], f"{where}: key 'raw_text'"),
+        raw_text=_strings(raw["raw_text"], f"{where}: key 'raw_text'", name, "raw_text", notes),
         audio=features["audio"],
         audio_lengths=lengths["audio"],
         vision=features["vision"],
@@ -371,6 +452,10 @@ def _parse_split(raw: Any, name: str, source: str, require_labels: bool, notes: 
 
 
 def _count(value: Any, where: str) -> int:
+    if isinstance(value, (str, bytes)) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        # len() of one string is its character count: N one-character transcripts, silently.
+        raise DataError(f"{where}: expected one entry per sample (a list or array); found a single "
+                        f"{type(value).__name__} {value!r:.60}")
     try:
         return len(value)
     except TypeError:
@@ -462,17 +547,44 @@ def _labels(value: Any, n: int, where: str) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def _strings(value: Any, where: str) -> list[str]:
+def _count_large(a: np.ndarray) -> tuple[int, float]:
+    """(values with |x| > SANE_MAGNITUDE, the largest |x|), chunked like the non-finite scan."""
+    big, largest = 0, 0.0
+    for start in range(0, a.shape[0], _CHUNK):
+        block = np.abs(a[start : start + _CHUNK])
+        k = int(np.count_nonzero(block > SANE_MAGNITUDE))
+        if k:
+            big += k
+            largest = max(largest, float(block.max()))
+    return big, largest
+
+
+def clean_text(s: str) -> tuple[str, bool]:
+    """`s` with every lone surrogate (not encodable as UTF-8; tokenizers crash on it) replaced by U+FFFD."""
+    try:
+        s.encode("utf-8")
+        return s, False
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in s), True
+
+
+def _strings(value: Any, where: str, split: str = "", key: str = "", notes: list[str] | None = None) -> list[str]:
     out: list[str] = []
+    repaired = 0
     for i, v in enumerate(value):
         if isinstance(v, str):
-            out.append(str(v))  # np.str_ -> str
+            text, fixed = clean_text(str(v))  # np.str_ -> str
+            repaired += fixed
+            out.append(text)
         elif isinstance(v, bytes):
             out.append(v.decode("utf-8", errors="replace"))
         elif isinstance(v, (int, np.integer)):
             out.append(str(v))
         else:
             raise DataError(f"{where}: expected strings; sample {i} is {type(v).__name__} {v!r:.60}")
+    if repaired and notes is not None:
+        notes.append(f"{split}: {repaired} {key} value(s) held characters not encodable as UTF-8 (lone surrogates), "
+                     "replaced with U+FFFD")
     return out
 
 

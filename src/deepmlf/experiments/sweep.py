@@ -178,7 +178,10 @@ def run_sweep(
     """Train the selected cells in order (finished seeds are skipped), then aggregate the whole sweep."""
     from ..train.run import train_run  # heavy import: only when something trains
 
+    from ..io import check_output_dir
+
     check_unchanged(cells)
+    check_output_dir(plan.out, "sweep --out")  # a full, read-only or file --out fails here, not after a cell
     ran, failed = [], {}
     for k, c in enumerate(cells, 1):
         seeds = ", ".join(str(s) for s in c.seeds)

@@ -10,13 +10,17 @@ runners (ERC) that share the loop and the run-dir layout.
 Writes the run directory of docs/contracts.md ("Run directory"). A seed with `DONE` is never
 re-run; a finished stage 1 (`stage1/best.pt` and a `stage1/last.pt` that says it ended) is reused,
 so `deepmlf pretrain-av --out RUN` followed by `deepmlf train --out RUN` trains stage 2 on it.
-Unfinished work is continued with `resume=True` and discarded (started over) otherwise.
-Before anything is written, `preflight` checks the config against the backbone and the file.
+Unfinished work is continued with `resume=True`, discarded with `overwrite=True` (the whole run
+is started over), and otherwise refused: a run never deletes epochs without being told to.
+Before anything is written, `preflight` checks the config against the backbone and the file;
+then the run dir is locked (`deepmlf.runlock`: one writer at a time) for the whole run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +38,13 @@ from ..config import DATASET_INFER, Config, config_from_dict, load_yaml
 from ..data import load_mmsa, make_loader
 from ..data.mmsa import MMSAData, Split
 from ..errors import CheckpointError, ConfigError, DataError
-from ..io import write_json, write_text
+from ..io import check_output_dir, read_jsonl, remove_orphaned_temps, write_json, write_text
 from ..model.registry import Arch, build_arch, get_arch
-from ..rundir import TASK_FILE, seed_test_metrics
+from ..errors import RunDirError
+from ..rundir import TASK_FILE, seed_dirs, seed_test_metrics
+from ..runlock import run_lock
 from ..tasks import MSATask, Task
-from .checkpoint import BEST, LAST, load_best, load_checkpoint
+from .checkpoint import BEST, LAST, load_best, load_last
 from .evaluate import Predictions, collect_predictions
 from .distributed import is_main_process, process_info, say, wait_for_everyone
 from .loop import EpochCallback, FitResult, Stage, fit, make_accelerator
@@ -208,6 +214,72 @@ def _check_run_dir(cfg: Config, run_dir: Path) -> None:
         )
 
 
+def unfinished_work(cfg: Config, run_dir: Path) -> list[str]:
+    """What `cfg`'s seeds left unfinished in `run_dir` (a finished stage 1 is reusable, not unfinished)."""
+    from .loop import HISTORY
+
+    found: list[str] = []
+    for seed in cfg.train.seeds:
+        sd = _seed_dir(run_dir, seed)
+        if (sd / DONE).exists():
+            continue
+        if (sd / LAST).exists() or (sd / HISTORY).exists():
+            n = len(read_jsonl(sd / HISTORY)) if (sd / HISTORY).exists() else 0
+            found.append(f"seed {seed}: stage 2, {n} epoch(s) logged")
+            continue
+        if needs_stage1(cfg):
+            stage1_dir, _ = _stage1_place(cfg, run_dir, seed)
+            if ((stage1_dir / LAST).exists() or (stage1_dir / HISTORY).exists()) and not _stage1_finished(stage1_dir):
+                n = len(read_jsonl(stage1_dir / HISTORY)) if (stage1_dir / HISTORY).exists() else 0
+                found.append(f"seed {seed}: stage 1 in {stage1_dir}, {n} epoch(s) logged")
+    return sorted(set(found), key=found.index)
+
+
+_RUN_FILES = (CONFIG_FILE, TASK_FILE, RESULTS_CSV, RESULTS_JSON, "env.json")
+
+
+def _start_over(run_dir: Path) -> list[str]:
+    """--overwrite: remove what a previous run wrote (seed-*, stage1, tracking, run files); other files stay."""
+    removed = []
+    for p in [*seed_dirs(run_dir).values(), run_dir / STAGE1_DIR, run_dir / TRACKING_DIR]:
+        if p.is_dir():
+            shutil.rmtree(p)
+            removed.append(p.name)
+    for name in _RUN_FILES:
+        if (run_dir / name).is_file():
+            (run_dir / name).unlink()
+            removed.append(name)
+    return removed
+
+
+def prepare_run_dir(cfg: Config, run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Under the run lock, before anything is written: orphaned temporary files go; unfinished work
+    is refused unless resumed or overwritten; a different config is refused (`_check_run_dir`)."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: continue the run, or start it over")
+    orphans = remove_orphaned_temps(run_dir)
+    if orphans:
+        say(f"{run_dir}: removed {len(orphans)} temporary file(s) an interrupted write left behind")
+    if overwrite:
+        removed = _start_over(run_dir)
+        if removed:
+            say(f"{run_dir}: --overwrite: removed the previous run ({', '.join(removed)})")
+        return
+    if not resume:
+        left = unfinished_work(cfg, run_dir)
+        if left:
+            raise RunDirError(
+                f"{run_dir} holds unfinished work ({'; '.join(left)}): pass --resume to continue or "
+                "--overwrite to start over"
+            )
+    _check_run_dir(cfg, run_dir)
+
+
+def locked_run_dir(run_dir: Path) -> contextlib.AbstractContextManager:
+    """The run-dir lock, held by the main process (DDP workers write nothing the lock guards)."""
+    return run_lock(run_dir, say=say) if is_main_process() else contextlib.nullcontext()
+
+
 def _write_config(cfg: Config, run_dir: Path) -> None:
     write_text(run_dir / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     write_json(run_dir / TASK_FILE, MSATask.of_config(cfg).spec())
@@ -266,8 +338,7 @@ class _Tracking:
 def _stage1_finished(stage_dir: Path) -> bool:
     if not (stage_dir / BEST).exists() or not (stage_dir / LAST).exists():
         return False
-    state = load_checkpoint(stage_dir / LAST, what="resume point", weights_only=False)
-    return state.get("stop_reason") is not None
+    return load_last(stage_dir / LAST).get("stop_reason") is not None
 
 
 def run_stage1(cfg: Config, data: MMSAData, seed: int, stage_dir: Path, *, accelerator: Accelerator,
@@ -499,19 +570,27 @@ def results_table(result: RunResult) -> Table:
 # ----------------------------------------------------------------------------- entry points
 
 
-def train_run(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
-              callbacks: Iterable[EpochCallback] = ()) -> RunResult:
+def train_run(cfg: Config, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+              progress: bool = True, callbacks: Iterable[EpochCallback] = ()) -> RunResult:
     """Train every seed of `cfg.train.seeds` into `run_dir` (both stages), then aggregate.
 
     Every check that can refuse the run (backbone, dataset, key metric, run dir) comes first.
+    Unfinished work in `run_dir` needs `resume` (continue) or `overwrite` (start over).
     """
     run_dir = Path(run_dir)
+    check_output_dir(run_dir, "run directory (--out)")
     check_backbone(cfg)  # an unknown model.arch or backbone fails before a possibly multi-GB pickle is read
     data = load_data(cfg)
     cfg = resolve_dataset(cfg, data)
-    task = MSATask.of_config(cfg)
     check_selection(cfg)
-    _check_run_dir(cfg, run_dir)
+    with locked_run_dir(run_dir):
+        prepare_run_dir(cfg, run_dir, resume=resume, overwrite=overwrite)
+        return _train_locked(cfg, data, run_dir, resume=resume, progress=progress, callbacks=callbacks)
+
+
+def _train_locked(cfg: Config, data: MMSAData, run_dir: Path, *, resume: bool, progress: bool,
+                  callbacks: Iterable[EpochCallback]) -> RunResult:
+    task = MSATask.of_config(cfg)
     main = is_main_process()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -529,13 +608,20 @@ def train_run(cfg: Config, run_dir: str | Path, *, resume: bool = False, progres
     return result
 
 
-def pretrain_av(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict[int, Path]:
+def pretrain_av(cfg: Config, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                progress: bool = True) -> dict[int, Path]:
     """Stage 1 alone for every seed: `run_dir/seed-S/stage1/best.pt` (with `pretrain.shared` one
     `run_dir/stage1/best.pt` for all), reused by a later `train_run`. Returns seed -> best.pt."""
     run_dir = Path(run_dir)
+    check_output_dir(run_dir, "run directory (--out)")
     data = load_data(cfg)
     cfg = resolve_dataset(cfg, data)
-    _check_run_dir(cfg, run_dir)
+    with locked_run_dir(run_dir):
+        prepare_run_dir(cfg, run_dir, resume=resume, overwrite=overwrite)
+        return _pretrain_locked(cfg, data, run_dir, resume=resume, progress=progress)
+
+
+def _pretrain_locked(cfg: Config, data: MMSAData, run_dir: Path, *, resume: bool, progress: bool) -> dict[int, Path]:
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_config(cfg, run_dir)
