@@ -319,6 +319,15 @@ def _unsafe(path: Path, e: UnsafePickleError) -> DataError:
     )
 
 
+def safe_pickle_load(fh: Any, path: str | Path, *, encoding: str = "ASCII") -> Any:
+    """`pickle.load` through `SafeUnpickler` for other readers of pickled arrays (ERC files, feature
+    pickles); a forbidden global is the same DataError as for MMSA files."""
+    try:
+        return SafeUnpickler(fh, encoding=encoding).load()
+    except UnsafePickleError as e:
+        raise _unsafe(Path(path), e) from None
+
+
 def _is_safetensors(path: Path) -> bool:
     """safetensors: 8-byte little-endian header size, then a JSON header (a pickle starts with 0x80)."""
     with open(path, "rb") as f:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -70,8 +69,10 @@ def load_features(path: str | Path) -> tuple[list[str], np.ndarray, dict, dict[s
     if not path.is_file():
         raise DataError(f"{path}: no such feature file")
     if path.suffix.lower() in (".pkl", ".pickle"):
+        from ..data.mmsa import safe_pickle_load
+
         with open(path, "rb") as fh:
-            obj = pickle.load(fh)
+            obj = safe_pickle_load(fh, path)  # restricted: a feature pickle holds arrays, never code
         if not isinstance(obj, dict) or not obj:
             raise DataError(f"{path}: a feature pickle must be a non-empty dict utterance key -> vector")
         keys = [str(k) for k in obj]

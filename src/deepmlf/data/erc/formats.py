@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ...errors import DataError
+from ..mmsa import safe_pickle_load
 from .core import CLASS_ORDERS, Conversation, ERCData, SpeakerMode, class_order, count_repairable, label_index, repair_text
 
 SOURCES = ("meld-csv", "cosmic-pkl", "dialoguernn-pkl", "merbench-npz", "magtkd-pkl")
@@ -137,7 +138,8 @@ def load_conversation_csv(path: str | Path, *, classes: str | Sequence[str] | No
 def _load_pickle(path: Path) -> Any:
     try:
         with open(path, "rb") as fh:
-            return pickle.load(fh, encoding="latin1")  # the DialogueRNN-era files are Python 2 pickles
+            # The DialogueRNN-era files are Python 2 pickles; read with the restricted unpickler (no code runs).
+            return safe_pickle_load(fh, path, encoding="latin1")
     except (pickle.UnpicklingError, EOFError, ValueError, ImportError, AttributeError) as e:
         raise DataError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
 
