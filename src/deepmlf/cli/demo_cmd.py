@@ -34,6 +34,7 @@ DEFAULT_DEMO = "deepmlf"
 DEMOS: dict[str, Demo] = {
     "deepmlf": Demo("deepmlf.demo:run_demo", "DeepMLF vs text-only vs AV-only on the fusion probe (~10 min)", "runs/demo"),
     "erc": Demo("deepmlf.demo.erc:run_demo_erc", "MAGTKD on the dialogue probe: text / audio / KD / Concat / MAGT / oracle (~3 min)", "runs/demo-erc"),
+    "rationale": Demo("deepmlf.demo.rationale_demo:run", "a generated rationale beside every score: assistant, text-only control, distilled student on the fusion probe (symbolic teacher; ~8 min)", "runs/demo-rationale"),
 }
 
 
