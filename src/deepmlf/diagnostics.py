@@ -74,17 +74,19 @@ def _branch_probes(model: nn.Module, store: dict[str, dict[str, float]]) -> Iter
         def pre(_m, args, kwargs, rec=rec):
             h = args[0]
             n_text = kwargs["n_text"]
-            rec["stream_text"] = _rms(h[:, :n_text])
+            # Text without its first token: the first position is the LM's attention sink, whose
+            # few huge channels (RMS ~400 in SmolLM2-135M) would hide the other tokens' scale.
+            rec["stream_text_first"] = _rms(h[:, :1]) if n_text else float("nan")
+            rec["stream_text"] = _rms(h[:, 1:n_text]) if n_text > 1 else float("nan")
             rec["stream_fusion"] = _rms(h[:, n_text:])
 
         handles.append(block.register_forward_pre_hook(pre, with_kwargs=True))
+        # The branch as added to the stream: gate output times model.gca_scale.
         handles.append(block.gate_attn.register_forward_hook(
-            lambda _m, _i, out, rec=rec: rec.__setitem__("gca_branch", _rms(out))))
+            lambda _m, _i, out, rec=rec, block=block: rec.__setitem__("gca_branch", _rms(out) * block.gca_scale)))
         if block.gate_ffw is not None:
-            def ffw_hook(_m, _i, out, rec=rec, block=block):
-                rec["ffw_branch"] = _rms(out)
-
-            handles.append(block.gate_ffw.register_forward_hook(ffw_hook))
+            handles.append(block.gate_ffw.register_forward_hook(
+                lambda _m, _i, out, rec=rec: rec.__setitem__("ffw_branch", _rms(out))))
     try:
         yield
     finally:
@@ -171,6 +173,8 @@ def deep_fusion_report(model: nn.Module, batch: Batch, *, gate_lr: float | None 
     """
     parts = parameter_parts(model)
     model.zero_grad(set_to_none=True)
+    # The training-mode pass updates BatchNorm statistics: keep a copy and put it back after.
+    buffers = {n: b.detach().clone() for n, b in model.named_buffers() if b is not None}
     was_training = model.training
     model.train(True)
     branches: dict[str, dict[str, float]] = {}
@@ -181,6 +185,10 @@ def deep_fusion_report(model: nn.Module, batch: Batch, *, gate_lr: float | None 
     grads = {k: {"grad_norm": _grad_norm(v), "param_rms": _param_rms(v),
                  "n": int(sum(p.numel() for p in v))} for k, v in parts.items()}
     model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for n, b in model.named_buffers():
+            if n in buffers:
+                b.copy_(buffers[n])
     emb = model.lm.backbone.embed_tokens.weight
     real = batch.input_ids[batch.attention_mask.bool()]
     report = {
