@@ -56,17 +56,29 @@ def _oracle_metrics(data, lik, spec, task) -> dict[str, float]:
 
 def run_demo_erc(out_dir: str | Path = DEFAULT_OUT, *, n: int | None = None, fast: bool = False,
                  overrides: list[str] | None = None, progress: bool = True, console: Any = None) -> dict[str, Any]:
+    import torch
     from rich.console import Console
-    from rich.table import Table
-
-    from ..config_erc import load_erc_config
-    from ..data.erc.probe import ProbeSpec, make_probe
-    from ..io import write_json, write_text
-    from ..train.erc_run import erc_task, resolve, run_stage1, stage2_data, train_stage2
 
     console = console or Console()
     out = Path(out_dir)
     t0 = time.perf_counter()
+    # The probe's models are tiny: a second thread only adds OpenMP spin-waits on a shared 2-core box.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(out, n=n, fast=fast, overrides=overrides, progress=progress, console=console, t0=t0)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(out: Path, *, n, fast, overrides, progress, console, t0) -> dict[str, Any]:
+    from rich.table import Table
+
+    from ..config_erc import erc_config_from_dict, load_erc_config
+    from ..data.erc.probe import ProbeSpec, make_probe
+    from ..io import write_json, write_text
+    from ..train.erc_run import erc_task, resolve, run_stage1, stage2_data, train_stage2
+
     spec = ProbeSpec(n_dialogues=n or (300 if fast else 600))
     data, lik = make_probe(spec)
     console.print(f"dialogue probe: {spec.n_dialogues} dialogues, "
@@ -92,8 +104,6 @@ def run_demo_erc(out_dir: str | Path = DEFAULT_OUT, *, n: int | None = None, fas
     for name, what, change in variants:
         tree = cfg.model_dump()
         tree["model"].update(change)
-        from ..config_erc import erc_config_from_dict
-
         vcfg = erc_config_from_dict(tree, f"demo variant {name}")
         slug = name.lower().replace(" ", "-").replace("/", "")
         metrics = train_stage2(vcfg, data2, seed, out / slug / f"seed-{seed}", progress=progress)
