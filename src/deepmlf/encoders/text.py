@@ -137,12 +137,18 @@ class MaskedPromptEncoder:
     def from_dir(cls, folder: str | Path, *, name: str | None = None, **kwargs) -> "MaskedPromptEncoder":
         from transformers import AutoModel, AutoTokenizer
 
+        from transformers.utils import logging as hf_logging
+
         folder = Path(folder)
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the sentence-transformers pooler weights are expected leftovers
         try:
             tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             model = AutoModel.from_pretrained(folder, local_files_only=True, add_pooling_layer=False)
         except (OSError, ValueError) as e:
             raise BackboneError(f"{folder}: cannot load a masked encoder ({e})") from None
+        finally:
+            hf_logging.set_verbosity(level)
         model.requires_grad_(False)
         return cls(model, tok, name=name or folder.name, **kwargs)
 
