@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, DeepMLFError
 from .. import rundir
 from .results import ResultsTable, collect, write_results
 from .spec import Cell, SweepSpec, axis_keys, build_config, expand_cells, load_sweep_spec
@@ -199,7 +199,8 @@ def run_sweep(
                 raise
             failed[c.name] = f"{type(e).__name__}: {e}".splitlines()[0]
             announce(f"cell {c.name} failed: {failed[c.name]}")
-            traceback.print_exc()
+            if not isinstance(e, DeepMLFError):  # a known error (locked, bad data, disk full) is its message
+                traceback.print_exc()
     table, written = aggregate_sweep(plan)
     return SweepOutcome(ran=ran, failed=failed, table=table, written=written)
 
