@@ -283,12 +283,41 @@ class PretrainConfig(_Strict):
     shared: bool = False
 
 
+class PerfConfig(_Strict):
+    # Speed/memory switches (issue 14, benchmarks/RESULTS.md). Off by default; the exact ones leave
+    # outputs and gradients equal to the default path (tests/model/test_perf.py).
+    # Run the LM over the batch's longest transcript, not data.max_text_len (fusion tokens keep
+    # their positions max_text_len.., so the numbers are the same). lm_logits then cover that width.
+    dynamic_padding: bool = False
+    # LM loss on real positions only, in chunks of this many tokens, each chunk's logits recomputed
+    # in backward: the (tokens x vocabulary) matrix never exists whole. 0 = off (full logits,
+    # returned as lm_logits); on, lm_logits is None.
+    lm_loss_chunk: int = Field(0, ge=0)
+    # Cache the frozen layers' text states before the first MM block (their KV and the output under
+    # it), keyed by the token ids, for batches that are not augmented and run without backbone
+    # dropout; evaluation reuses them. Bounded: once prefix_cache_mb is full, no new entries.
+    prefix_cache: bool = False
+    prefix_cache_mb: int = Field(1024, ge=1)
+    # bf16 autocast over the frozen backbone and the MM blocks (float32 master weights; heads, AV
+    # encoder and losses stay float32). auto: on a CUDA GPU with bf16, or a CPU with AMX/AVX512-BF16.
+    autocast: Literal["off", "bf16", "auto"] = "off"
+    # GPT-2's tanh GELU as nn.GELU(approximate="tanh") (the same function, one fused kernel) in the
+    # copied FFWs and the frozen backbone's MLPs.
+    fused_gelu: bool = False
+    # Activation checkpointing of the frozen decoder layers above the first MM block: their
+    # activations are recomputed in backward instead of stored.
+    checkpoint_frozen: bool = False
+    # Evaluation and prediction under torch.inference_mode instead of no_grad.
+    inference_mode: bool = False
+
+
 class Config(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    perf: PerfConfig = Field(default_factory=PerfConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

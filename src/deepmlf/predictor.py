@@ -125,6 +125,7 @@ class Predictor:
         import torch
 
         from .data import make_loader
+        from .train.evaluate import no_grad_context
 
         loader = make_loader(split, self.tokenizer, max_text_len=self.config.data.max_text_len,
                              batch_size=self.config.data.eval_batch_size, shuffle=False)
@@ -133,7 +134,7 @@ class Predictor:
         self.model.eval()
         preds: list[Prediction] = []
         try:
-            with torch.no_grad():
+            with no_grad_context(self.model):
                 for batch in loader:
                     batch = batch.to(device)
                     out = self.model(batch)

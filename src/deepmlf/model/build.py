@@ -30,6 +30,7 @@ from .ffw import make_ffw
 from .heads import DeepMLFHeads
 from .mm_block import Gate, GatedCrossAttention, MMBlock
 from .multimodal_lm import MultimodalLM, TextStateCache, ensure_unwrapped
+from .perf import apply_perf, fuse_tanh_gelu
 from .registry import Arch, register_arch
 from .state import load_strict
 from .text_regressor import TextRegressor
@@ -166,6 +167,8 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
         kind=m.augment.kind, p_apply=m.augment.p_apply, p_perm=m.augment.p_perm,
         dropout=m.augment.dropout, noise_std=m.augment.noise_std, permutation=m.augment.permutation,
     )
+    if cfg.perf.fused_gelu:
+        fuse_tanh_gelu(backbone)  # before the FFW copies, which inherit the module
     mm_blocks = {i: _build_mm_block(cfg, backbone, i) for i in m.mm_layers}
     init_std = m.fusion_init_std
     if init_std == "embedding":
@@ -190,6 +193,7 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
         eos_token_id=int(eos),
         freeze_av_encoder=m.av_encoder.init == "pretrain_freeze",
     )
+    apply_perf(model, cfg.perf)
     leaked = [p for p in lm.backbone_parameters() if p.requires_grad]
     assert not leaked, f"{len(leaked)} backbone parameters require grad after build"
     counts = model.parameter_counts()

@@ -79,6 +79,7 @@ class DeepMLF(nn.Module):
         self.heads = heads
         self.loss_weights = loss_weights
         self.eos_token_id = eos_token_id
+        self.lm_loss_chunk = 0  # perf.lm_loss_chunk (set by the builder): 0 = full logits
         # Table 8 `pretrain_freeze`: decided here, once, by module; train() keeps it in eval.
         self.av_encoder_frozen = freeze_av_encoder
         if freeze_av_encoder:
@@ -96,13 +97,16 @@ class DeepMLF(nn.Module):
         enc = self.av_encoder.encode_batch(batch)  # z: (B, S, D_av), mask: (B, S)
         z = self.av_norm(enc.z)  # (B, S, D_av)
         lm_out = self.lm(batch.input_ids, batch.attention_mask, z, enc.mask)
-        out = self.head_outputs(batch, lm_out, z, enc.mask)
+        chunked = bool(self.lm_loss_chunk)
+        out = self.head_outputs(batch, lm_out, z, enc.mask, chunked=chunked)
         if labels_usable(batch.labels):
-            out.loss, out.loss_terms = self.losses(out, batch, use_lm=out.lm_logits is not None)
+            use_lm = out.lm_logits is not None or (chunked and self.loss_weights.lambda_lm > 0)
+            out.loss, out.loss_terms = self.losses(out, batch, use_lm=use_lm, text_hidden=lm_out.text_hidden)
         return out
 
-    def head_outputs(self, batch: Batch, lm_out, z: Tensor, z_mask: Tensor) -> DeepMLFOutput:
-        """Eq. 12-13 heads on the LM's outputs (shared with the rationale model); no loss."""
+    def head_outputs(self, batch: Batch, lm_out, z: Tensor, z_mask: Tensor, *, chunked: bool = False) -> DeepMLFOutput:
+        """Eq. 12-13 heads on the LM's outputs (shared with the rationale model); no loss.
+        chunked: leave the LM logits to `losses` (perf.lm_loss_chunk), returning lm_logits=None."""
         text_h, fusion_h = lm_out.text_hidden, lm_out.fusion_hidden  # (B, T, D), (B, K, D)
         B = text_h.shape[0]
         last = (batch.attention_mask.sum(1) - 1).clamp(min=0)  # (B,) index of the last real token
@@ -115,10 +119,13 @@ class DeepMLF(nn.Module):
         y_f = self.heads.fusion(fusion_h)  # (B, K)
         # λ_LM = 0: the vocabulary projection (B·T·D·V, the costliest head) is not computed at all.
         use_lm = self.loss_weights.lambda_lm > 0
-        lm_logits = self.lm.lm_logits(text_h) if use_lm else None  # (B, T, V)
+        # perf.lm_loss_chunk (`chunked`): the loss is computed in chunks over real positions (in
+        # `losses`) and no logits are returned. Under perf.dynamic_padding T is the longest transcript.
+        lm_logits = self.lm.lm_logits(text_h) if use_lm and not chunked else None  # (B, T, V)
         return DeepMLFOutput(y_o=y_o, y_t=y_t, y_av=y_av, y_f=y_f, lm_logits=lm_logits, loss=None, loss_terms={})
 
-    def losses(self, out: DeepMLFOutput, batch: Batch, *, use_lm: bool) -> tuple[Tensor, dict[str, Tensor]]:
+    def losses(self, out: DeepMLFOutput, batch: Batch, *, use_lm: bool,
+               text_hidden: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Eq. 13-14. The LM term is skipped (0) when λ_LM = 0: it is the costliest one."""
         y = batch.labels.to(out.y_o.dtype)  # (B,)
         terms = {
@@ -129,7 +136,14 @@ class DeepMLF(nn.Module):
         }
         if use_lm:
             targets = next_token_targets(batch.input_ids, batch.attention_mask, self.eos_token_id)  # (B, T)
-            terms["lm"] = F.cross_entropy(out.lm_logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+            if out.lm_logits is None:  # perf.lm_loss_chunk
+                terms["lm"] = self.lm.lm_loss_chunked(text_hidden, targets[:, : text_hidden.shape[1]],
+                                                      self.lm_loss_chunk)
+            else:
+                # Under dynamic padding the logits stop at the longest transcript: the targets
+                # behind it are all pads (-100).
+                targets = targets[:, : out.lm_logits.shape[1]]
+                terms["lm"] = F.cross_entropy(out.lm_logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         else:
             terms["lm"] = out.y_o.new_zeros(())
         w = self.loss_weights

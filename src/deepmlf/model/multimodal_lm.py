@@ -29,13 +29,17 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
 
 from ..backbones.adapter import Backbone
 from ..errors import BackboneError
 from .augment import EmbeddingAugment
 from .mm_block import MMBlock
+from .perf_switches import resolve_autocast
+from .prefix_cache import PrefixCache, PrefixEntry
 
 
 class AVMemory:
@@ -141,6 +145,25 @@ def _like_layer_output(h: Tensor, returns_tuple: bool):
     return (h,) if returns_tuple else h
 
 
+def _run_layer(layer: nn.Module, use_checkpoint: bool, hidden_states: Tensor, *args, **kwargs):
+    # Activation checkpointing (perf.checkpoint_frozen): only where a gradient flows through.
+    if use_checkpoint and torch.is_grad_enabled() and hidden_states.requires_grad:
+        return checkpoint(layer, hidden_states, *args, use_reentrant=False, **kwargs)
+    return layer(hidden_states, *args, **kwargs)
+
+
+class CheckpointedLayer(nn.Module):
+    """A frozen decoder layer above the first MM block, without an MM block, whose activations are
+    recomputed in backward (perf.checkpoint_frozen) instead of stored."""
+
+    def __init__(self, *, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, hidden_states: Tensor, *args, **kwargs):
+        return _run_layer(self.layer, True, hidden_states, *args, **kwargs)
+
+
 class FrozenPrefixLayer(nn.Module):
     """A frozen decoder layer before the first MM block: skipped (identity) when the pass replays."""
 
@@ -170,6 +193,7 @@ class DecoderLayerWithMM(nn.Module):
         self.control = control  # set on the first MM layer only
         self.shared = shared  # the same control, seen by every MM layer (for skip_mm)
         self.returns_tuple = False
+        self.checkpoint = False  # perf.checkpoint_frozen (layers above the first MM block only)
 
     def forward(self, hidden_states: Tensor, *args, **kwargs):
         mode = self.control.mode if self.control is not None else "normal"
@@ -178,7 +202,7 @@ class DecoderLayerWithMM(nn.Module):
         if mode == "replay":
             h, returns_tuple, rest = self.control.held, self.returns_tuple, ()
         else:
-            out = self.layer(hidden_states, *args, **kwargs)
+            out = _run_layer(self.layer, self.checkpoint, hidden_states, *args, **kwargs)
             self.returns_tuple = returns_tuple = isinstance(out, tuple)
             h, rest = (out[0], out[1:]) if returns_tuple else (out, ())  # h: (B, T+K, D), backbone dtype
             if mode == "stop":
@@ -207,7 +231,7 @@ class DecoderLayerWithMM(nn.Module):
 
 def ensure_unwrapped(backbone: Backbone) -> None:
     """A backbone carries one set of MM blocks: building a second model on it is an error."""
-    if any(isinstance(layer, (DecoderLayerWithMM, FrozenPrefixLayer)) for layer in backbone.layers):
+    if any(isinstance(layer, (DecoderLayerWithMM, FrozenPrefixLayer, CheckpointedLayer)) for layer in backbone.layers):
         raise BackboneError(f"backbone {backbone.name!r} is already wrapped; load a fresh copy for a new model")
 
 
@@ -258,6 +282,10 @@ class MultimodalLM(nn.Module):
         self.augment = augment
         self.backbone_dropout = backbone_dropout
         self.text_cache: TextStateCache | None = None  # set by build_model when model.text_cache
+        # Performance switches (config `perf`, set by the builder; all off = the reference path).
+        self.dynamic_padding = False  # run over the batch's longest transcript only
+        self.prefix_cache: PrefixCache | None = None  # frozen text prefix reused across batches
+        self.autocast_mode = "off"  # perf.autocast: bf16 autocast over the backbone and the MM blocks
         self.train(True)  # nn.Module's default mode, with the backbone held in eval
 
     # ------------------------------------------------------------------ structure
@@ -283,35 +311,75 @@ class MultimodalLM(nn.Module):
                 m.training = False  # non-recursive: the MM blocks inside the wrappers follow `mode`
         return self
 
+    def set_checkpoint_frozen(self, on: bool) -> None:
+        """Activation checkpointing of the frozen decoder layers above the first MM block."""
+        layers = self.backbone.layers
+        for i in range(self.mm_layers[0] + 1, len(layers)):
+            layer = layers[i]
+            if isinstance(layer, DecoderLayerWithMM):
+                layer.checkpoint = on
+            elif on and not isinstance(layer, CheckpointedLayer):
+                layers[i] = CheckpointedLayer(layer=layer)
+            elif not on and isinstance(layer, CheckpointedLayer):
+                layers[i] = layer.layer
+
     @property
     def n_fusion(self) -> int:
         return self.fusion_tokens.shape[0]
 
     # ------------------------------------------------------------------ forward
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """bf16 autocast over the backbone and the MM blocks when `autocast_mode` says so here."""
+        if self.autocast_mode == "off" or not resolve_autocast(self.autocast_mode, device):
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor, z: Tensor, z_mask: Tensor, *,
                 suffix_embeds: Tensor | None = None, suffix_mask: Tensor | None = None,
                 cache: DynamicCache | None = None) -> MultimodalLMOutput:
         # input_ids, attention_mask: (B, T); z: (B, S, D_av) normed AV memory; z_mask: (B, S)
         # suffix_embeds (B, L, D), suffix_mask (B, L): the rationale suffix after the fusion tokens
         # (model.rationale), positions T+K..T+K+L-1; cache: filled for decoding (no-grad pass only).
-        B, T = input_ids.shape
+        with self.autocast(input_ids.device):
+            return self._forward(input_ids, attention_mask, z, z_mask, suffix_embeds, suffix_mask, cache)
+
+    def _forward(self, input_ids: Tensor, attention_mask: Tensor, z: Tensor, z_mask: Tensor,
+                 suffix_embeds: Tensor | None, suffix_mask: Tensor | None,
+                 cache: DynamicCache | None) -> MultimodalLMOutput:
+        B, T_in = input_ids.shape
         K = self.n_fusion
         L = 0 if suffix_embeds is None else suffix_embeds.shape[1]
         if self.text_cache is not None and not L and cache is None:
             return self._forward_cached(input_ids, attention_mask, z, z_mask)
         text_mask = attention_mask.bool()
-        x_t = self.backbone.embed_tokens(input_ids)  # (B, T, D), frozen
-        x_t = self.augment(x_t, text_mask)  # training only
+        x_embed = self.backbone.embed_tokens(input_ids)  # (B, T, D), frozen
+        # At the collated width, so the augmentation draws (and, per batch, permutes) as it always did.
+        x_t = self.augment(x_embed, text_mask)  # training only
+        augmented = x_t is not x_embed
+        T = T_in
+        if self.dynamic_padding and cache is None:  # (a decoding cache keeps the collated width)
+            # Right padding: positions from the longest real length on are pads in every row; no real
+            # token or fusion token attends to them, and no head or loss reads them.
+            T = max(1, int(attention_mask.sum(1).max()))
+            input_ids, attention_mask, x_t = input_ids[:, :T], attention_mask[:, :T], x_t[:, :T]
         x_f = self.fusion_tokens.to(x_t.dtype).expand(B, -1, -1)  # (B, K, D)
-        full_mask = torch.cat([attention_mask.long(), attention_mask.new_ones(B, self.n_fusion).long()], dim=1)
+        full_mask = torch.cat([attention_mask.long(), attention_mask.new_ones(B, K).long()], dim=1)
         if L:
             x_f = torch.cat([x_f, suffix_embeds.to(x_t.dtype)], dim=1)  # (B, K+L, D): runs like the fusion tokens
             full_mask = torch.cat([full_mask, suffix_mask.long()], dim=1)
-        # Fusion tokens take positions T..T+K-1 after the padded text (authors' layout).
-        position_ids = torch.arange(T + K + L, device=input_ids.device)[None, :].expand(B, -1)
-        if self.split_prefix and torch.is_grad_enabled() and self.fusion_tokens.requires_grad and cache is None:
+        # Fusion tokens take positions T_in..T_in+K-1 after the padded text (authors' layout), also
+        # when the pads behind T are not run.
+        dev = input_ids.device
+        position_ids = torch.cat([torch.arange(T, device=dev), torch.arange(T_in, T_in + K + L, device=dev)])
+        position_ids = position_ids[None, :].expand(B, -1)
+        # The text-state cache: valid when nothing random touched those states.
+        use_cache = (self.prefix_cache is not None and cache is None and not augmented
+                     and not (self.backbone_dropout and self.training))
+        split = self.split_prefix and torch.is_grad_enabled() and self.fusion_tokens.requires_grad and cache is None
+        if use_cache or split:
             h0 = x_t.new_zeros(B, T + K + L, x_t.shape[-1])  # ignored: the pass replays from layer m
-            held = self._prefix_split(x_t, x_f, attention_mask.long(), full_mask, position_ids)
+            held = self._prefix_split(x_t, x_f, attention_mask.long(), full_mask, position_ids,
+                                      input_ids=input_ids if use_cache else None)
             replay = self.prefix.set("replay", held)
         else:
             h0, replay = torch.cat([x_t, x_f], dim=1), contextlib.nullcontext()  # (B, T+K(+L), D), eq. 7
@@ -386,15 +454,49 @@ class MultimodalLM(nn.Module):
         return MultimodalLMOutput(text_hidden=text_hidden, fusion_hidden=fusion.float())
 
     def _prefix_split(self, x_t: Tensor, x_f: Tensor, text_mask: Tensor, full_mask: Tensor,
-                      position_ids: Tensor) -> Tensor:
+                      position_ids: Tensor, input_ids: Tensor | None = None) -> Tensor:
         """Output (B, T+K, D) of the decoder layer under the first MM block, computed as text
-        (no_grad, filling a KV cache) then fusion tokens (with gradients, reading the cache)."""
+        (no_grad, filling a KV cache; from `prefix_cache` when `input_ids` is given) then fusion
+        tokens (with gradients, reading the cache)."""
         T = x_t.shape[1]
         cache = self.new_cache()
-        with torch.no_grad():
-            h_t = self._run_prefix(x_t, text_mask, position_ids[:, :T], cache)  # (B, T, D)
+        if input_ids is not None:
+            h_t = self._cached_text_prefix(input_ids, x_t, text_mask, position_ids[:, :T], cache)
+        else:
+            with torch.no_grad():
+                h_t = self._run_prefix(x_t, text_mask, position_ids[:, :T], cache)  # (B, T, D)
         h_f = self._run_prefix(x_f, full_mask, position_ids[:, T:], cache)  # (B, K, D)
         return torch.cat([h_t, h_f], dim=1)
+
+    def _cached_text_prefix(self, input_ids: Tensor, x_t: Tensor, text_mask: Tensor, position_ids: Tensor,
+                            cache: DynamicCache) -> Tensor:
+        """The text part of `_prefix_split` through `prefix_cache`: computes the rows it misses
+        (and stores them), fills `cache` with every row's keys/values, returns (B, T, D)."""
+        store = self.prefix_cache
+        B, T = input_ids.shape
+        n_layers = self.mm_layers[0] + 1  # layers 0..m fill the KV cache
+        dev = x_t.device
+        fingerprint = (str(x_t.dtype), str(dev), torch.is_autocast_enabled(dev.type),
+                       str(torch.get_autocast_dtype(dev.type)) if torch.is_autocast_enabled(dev.type) else "")
+        lengths = text_mask.sum(1).clamp(min=1).tolist()
+        keys = [store.key(input_ids[b, : lengths[b]], fingerprint) for b in range(B)]
+        entries = [store.get(k) for k in keys]
+        missing = [b for b, e in enumerate(entries) if e is None]
+        if missing:
+            rows = torch.tensor(missing, device=dev)
+            width = max(lengths[b] for b in missing)
+            fresh = self.new_cache()
+            with torch.no_grad():
+                h = self._run_prefix(x_t[rows, :width], text_mask[rows, :width], position_ids[rows, :width], fresh)
+                kv = torch.stack([torch.stack(kv_i) for kv_i in _cache_layers(fresh)[:n_layers]])  # (P, 2, Bm, Hk, W, hd)
+            for j, b in enumerate(missing):
+                L = lengths[b]
+                entry_kv, entry_h = kv[:, :, j, :, :L], h[j, :L]
+                entries[b] = store.put(keys[b], entry_kv, entry_h) or PrefixEntry(kv=entry_kv, hidden=entry_h)
+        kv_all, hidden = PrefixCache.assemble(entries, T)  # (P, 2, B, Hk, T, hd), (B, T, D)
+        for i in range(n_layers):
+            cache.update(kv_all[i, 0], kv_all[i, 1], i)
+        return hidden
 
     def _run_prefix(self, x: Tensor, mask: Tensor, position_ids: Tensor, cache: DynamicCache) -> Tensor:
         try:
@@ -413,4 +515,27 @@ class MultimodalLM(nn.Module):
         # Flattened and contiguous: a strided (B, T, D) slice would make linear fall back to a
         # batched matmul against a broadcast copy of the (V, D) weight.
         x = text_hidden.to(head.weight.dtype).reshape(B * T, D).contiguous()
-        return head(x).float().view(B, T, -1)
+        with self.autocast(text_hidden.device):
+            return head(x).float().view(B, T, -1)
+
+    def lm_loss_chunked(self, text_hidden: Tensor, targets: Tensor, chunk: int) -> Tensor:
+        """Mean next-token cross-entropy over the positions with a target (not -100), `chunk`
+        tokens at a time; in training each chunk's logits are recomputed in backward, so the
+        (tokens x V) logits never exist whole. text_hidden: (B, T, D), targets: (B, T)."""
+        real = targets != -100
+        x = text_hidden[real]  # (N, D) real positions only
+        y = targets[real]  # (N,)
+        total = x.new_zeros(())
+        for start in range(0, x.shape[0], chunk):
+            xc, yc = x[start:start + chunk], y[start:start + chunk]
+            if torch.is_grad_enabled() and xc.requires_grad:
+                total = total + checkpoint(self._chunk_ce_sum, xc, yc, use_reentrant=False)
+            else:
+                total = total + self._chunk_ce_sum(xc, yc)
+        return total / max(1, y.numel())
+
+    def _chunk_ce_sum(self, x: Tensor, y: Tensor) -> Tensor:
+        head = self.backbone.lm_head
+        with self.autocast(x.device):
+            logits = head(x.to(head.weight.dtype).contiguous()).float()  # (n, V)
+        return F.cross_entropy(logits, y, reduction="sum")

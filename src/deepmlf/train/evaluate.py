@@ -43,7 +43,14 @@ class Predictions:
         return (task or MSATask()).predictions_frame(self)
 
 
-@torch.no_grad()
+def no_grad_context(model: nn.Module, inference_mode: bool | None = None) -> contextlib.AbstractContextManager:
+    """torch.inference_mode when asked (or, with None, when the model says so: perf.inference_mode
+    sets `model.eval_inference_mode`), else torch.no_grad. The same numbers; inference mode also
+    skips autograd's version counters and views bookkeeping."""
+    on = getattr(model, "eval_inference_mode", False) if inference_mode is None else inference_mode
+    return torch.inference_mode() if on else torch.no_grad()
+
+
 def collect_predictions(
     model: nn.Module,
     batches: Iterable[Any],
@@ -52,12 +59,21 @@ def collect_predictions(
     device: torch.device | str = "cpu",
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     limit_batches: int | None = None,
+    inference_mode: bool | None = None,
 ) -> Predictions:
     """Evaluate `model` (in eval mode; its mode is restored afterwards) over `batches`.
 
     `task` flattens the outputs (default: MSA regression). `autocast`: a factory of the
-    mixed-precision context (e.g. `accelerator.autocast`), entered per batch.
+    mixed-precision context (e.g. `accelerator.autocast`), entered per batch. `inference_mode`:
+    see `no_grad_context` (None: the model's `eval_inference_mode`, default off).
     """
+    with no_grad_context(model, inference_mode):
+        return _collect(model, batches, task=task, device=device, autocast=autocast, limit_batches=limit_batches)
+
+
+def _collect(model: nn.Module, batches: Iterable[Any], *, task: Task | None, device: torch.device | str,
+             autocast: Callable[[], contextlib.AbstractContextManager] | None,
+             limit_batches: int | None) -> Predictions:
     task = task or MSATask()
     was_training = model.training
     model.eval()

@@ -1,0 +1,377 @@
+"""Training-step speed and memory of the paper presets' configurations, every `perf` switch on and
+off, interleaved step by step in one run (issue 14; figures in benchmarks/RESULTS.md).
+
+    .venv/bin/python benchmarks/speed.py --preset mosei-base --rounds 3 --threads 2 [--check]
+    .venv/bin/python benchmarks/speed.py --preset demo --rounds 5 --threads 2
+    .venv/bin/python benchmarks/speed.py --preset mosei-base --eval     # evaluation samples/s
+
+Backbones are random, of the real shapes (deepmlf.backbones.shaped; no weights needed). Batches:
+random ones shaped like the preset's dataset, transcripts of random real length (--lengths:
+`uniform` in [T/3, T] as benchmarks/shapes.py, about a third padding; `probe` / `meld`: lengths
+resampled from the demo's fusion probe or the MELD utterances, tokenised with SmolLM2's BPE).
+A pool of --pool batches is cycled, so from the second visit on the prefix cache is warm (the
+steady state of epoch >= 2).
+
+Variants share one model and one optimiser (the switches are toggled between steps, so the weights
+every variant sees are the same kind of random numbers; timing does not depend on their values):
+  one-pass        the frozen prefix in one pass over T+K tokens with its graph kept, full-vocabulary
+                  logits on every position: structured like the authors' code (the baseline)
+  split           the default: text through the frozen prefix under no_grad, then the fusion tokens
+  +<switch>       the default plus one `perf` switch
+  all exact       every exact switch; `+bf16` adds perf.autocast=bf16 (not exact)
+One step = forward + backward + gradient clipping + AdamW step, in training mode.
+
+Printed per variant: median step time (and IQR) over the rounds, samples/s, speed-up over one-pass,
+peak memory (resting RSS of model + optimiser + the variant's cache, plus the largest RSS rise
+sampled during its steps; glibc's mmap threshold is pinned so freed tensors leave RSS at once),
+FLOPs per step (torch.utils.flop_counter over the executed step, recomputation included, on the
+warm-up step) and the achieved fraction of this machine's measured matmul peak (fp32 or bf16).
+--check first compares every exact variant's loss and gradients with one-pass on one batch
+(dropout off, so the draws cannot differ).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+# Freed tensors must leave RSS at once for the peak figures: a fixed mmap threshold turns off glibc's
+# dynamic one (which would keep large freed blocks on the heap). Set before torch allocates anything.
+if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and __name__ == "__main__":
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "131072"
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from deepmlf.backbones.shaped import shaped_backbone
+from deepmlf.config import load_config
+from deepmlf.data.batch import Batch
+from deepmlf.model import build_model
+from deepmlf.model.prefix_cache import PrefixCache
+from deepmlf.train.optim import build_optimizer, grad_clip_parameters
+
+sys.path.insert(0, str(Path(__file__).parent))
+from shapes import FEATURES  # noqa: E402
+
+# The LM shape behind each preset (the presets name real weights; the benchmark needs none).
+PRESET_SHAPES = {"mosei-base": "gpt2", "mosei-large": "gpt2-large", "mosi": "HuggingFaceTB/SmolLM2-1.7B",
+                 "sims": "uer/gpt2-chinese-cluecorpussmall", "simsv2": "uer/gpt2-chinese-cluecorpussmall",
+                 "demo": "smollm2-135m"}
+
+EXACT = {"dynamic_padding": True, "lm_loss_chunk": 1024, "prefix_cache": True, "fused_gelu": True,
+         "checkpoint_frozen": True}
+VARIANTS: dict[str, dict] = {
+    "one-pass": {"one_pass": True},
+    "split": {},
+    "+dynamic_padding": {"dynamic_padding": True},
+    "+lm_loss_chunk": {"lm_loss_chunk": 1024},
+    "+prefix_cache": {"prefix_cache": True},
+    "+fused_gelu": {"fused_gelu": True},
+    "+checkpoint_frozen": {"checkpoint_frozen": True},
+    "all exact": dict(EXACT),
+    "all exact, no checkpoint": {**EXACT, "checkpoint_frozen": False},
+    "all exact +bf16": {**EXACT, "autocast": "bf16"},
+    "all +bf16, no checkpoint": {**EXACT, "checkpoint_frozen": False, "autocast": "bf16"},
+}
+
+
+# ----------------------------------------------------------------------------- memory
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRSS:
+    """Largest RSS seen by a 1 ms sampler thread while the block runs."""
+
+    def __enter__(self) -> "PeakRSS":
+        self.peak, self._stop = rss_bytes(), False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop:
+            self.peak = max(self.peak, rss_bytes())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc) -> None:
+        self._stop = True
+        self._t.join()
+        self.peak = max(self.peak, rss_bytes())
+
+
+# ----------------------------------------------------------------------------- machine
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 3) -> float:
+    """Measured FLOP/s of an n x n x n matmul in `dtype` (best of reps): this machine's practical peak."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+# ----------------------------------------------------------------------------- data
+def real_lengths(kind: str, cap: int) -> np.ndarray | None:
+    if kind == "uniform":
+        return None
+    from transformers import AutoTokenizer
+
+    from deepmlf.backbones.gguf_cache import backbone_cache_dir
+
+    tok = AutoTokenizer.from_pretrained(str(backbone_cache_dir("smollm2-135m")))
+    if kind == "probe":
+        from deepmlf.data.synth import make_probe
+
+        texts = [str(t) for s in make_probe(n=1000, seed=0).values() for t in s["raw_text"]]
+    else:
+        import pandas as pd
+
+        texts = [str(u) for f in sorted(Path("/work/shared/data/meld").glob("*_sent_emo.csv"))
+                 for u in pd.read_csv(f)["Utterance"]]
+    return np.array([min(max(1, len(x)), cap) for x in tok(texts)["input_ids"]])
+
+
+def make_batch(B: int, T: int, vocab: int, dataset: str, seed: int, lengths: np.ndarray | None) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    (la, da), (lv, dv) = FEATURES[dataset if dataset in FEATURES else "sims"]
+    if lengths is None:
+        text_len = torch.randint(max(1, T // 3), T + 1, (B,), generator=g)
+    else:
+        text_len = torch.from_numpy(np.random.default_rng(seed).choice(lengths, B))
+    mask = (torch.arange(T)[None, :] < text_len[:, None]).long()
+    return Batch(
+        input_ids=torch.randint(0, vocab, (B, T), generator=g).masked_fill(mask == 0, 0),
+        attention_mask=mask,
+        audio=torch.randn(B, la, da, generator=g),
+        audio_lengths=torch.randint(la // 4, la + 1, (B,), generator=g),
+        vision=torch.randn(B, lv, dv, generator=g),
+        vision_lengths=torch.randint(lv // 4, lv + 1, (B,), generator=g),
+        labels=torch.empty(B).uniform_(-3, 3, generator=g),
+        ids=[f"s{seed}-{i}" for i in range(B)],
+    )
+
+
+# ----------------------------------------------------------------------------- switches
+class Switches:
+    """Toggles the `perf` switches of one built model between steps."""
+
+    def __init__(self, model: nn.Module, cache_mb: int) -> None:
+        self.model = model
+        self.cache = PrefixCache(cache_mb * 2**20)
+        # GPT-2's tanh-GELU modules (backbone MLPs and FFW copies) and their fused replacement.
+        self.gelus = [(m, m.act) for m in model.modules()
+                      if hasattr(m, "act") and type(m.act).__name__ in ("NewGELUActivation", "GELUTanh")]
+        self.fused = nn.GELU(approximate="tanh")
+
+    def apply(self, v: dict) -> None:
+        lm = self.model.lm
+        lm.split_prefix = not v.get("one_pass", False)
+        lm.dynamic_padding = v.get("dynamic_padding", False)
+        lm.prefix_cache = self.cache if v.get("prefix_cache") else None
+        lm.autocast_mode = v.get("autocast", "off")
+        lm.set_checkpoint_frozen(v.get("checkpoint_frozen", False))
+        self.model.lm_loss_chunk = v.get("lm_loss_chunk", 0)
+        for m, act in self.gelus:
+            m.act = self.fused if v.get("fused_gelu") else act
+
+    def cache_bytes(self, v: dict) -> int:
+        return self.cache.nbytes if v.get("prefix_cache") else 0
+
+
+# ----------------------------------------------------------------------------- runs
+def check_numbers(model, sw: Switches, batch: Batch, variants: dict[str, dict]) -> None:
+    """Loss and gradients of every exact variant against one-pass on one batch, dropout off."""
+    drops = [(m, m.p) for m in model.modules() if isinstance(m, nn.Dropout)]
+    for m, _ in drops:
+        m.p = 0.0
+    attn = [(m, m.attn_dropout) for m in model.modules() if hasattr(m, "attn_dropout")]
+    for m, _ in attn:
+        m.attn_dropout = 0.0
+    results = {}
+    for name, v in variants.items():
+        sw.apply(v)
+        for _ in range(2 if v.get("prefix_cache") else 1):  # the second call reads the cache
+            model.zero_grad(set_to_none=True)
+            torch.manual_seed(0)
+            out = model(batch)
+            out.loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results[name] = (out.loss.detach(), out.y_o.detach(), grads)
+    ref_loss, ref_y, ref_g = results["one-pass"]
+    print("\nsame numbers (vs one-pass, dropout off):")
+    for name, (loss, y, g) in results.items():
+        rel = float((g - ref_g).abs().max() / ref_g.abs().max().clamp(min=1e-30))
+        print(f"  {name:28s} |Δloss| {float((loss - ref_loss).abs()):.2e}  max|Δy_o| {float((y - ref_y).abs().max()):.2e}"
+              f"  max|Δgrad|/max|grad| {rel:.2e}")
+    for m, p in drops:
+        m.p = p
+    for m, p in attn:
+        m.attn_dropout = p
+    model.zero_grad(set_to_none=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="mosei-base", choices=sorted(PRESET_SHAPES))
+    ap.add_argument("--set", action="append", default=[], dest="sets", help="config override KEY=VALUE")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the preset's data.batch_size")
+    ap.add_argument("--rounds", type=int, default=3, help="timed steps per variant (interleaved)")
+    ap.add_argument("--pool", type=int, default=3, help="distinct batches cycled (cache warm from round 2)")
+    ap.add_argument("--lengths", default="uniform", choices=("uniform", "probe", "meld"))
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--dtype", default="auto", help="backbone dtype; auto: the preset's (demo: as `deepmlf demo` picks)")
+    ap.add_argument("--cache-mb", type=int, default=2048)
+    ap.add_argument("--check", action="store_true", help="compare the variants' numbers first")
+    ap.add_argument("--eval", action="store_true", help="time evaluation (collect_predictions) instead")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
+    if "one-pass" not in names:
+        names.insert(0, "one-pass")
+    variants = {n: VARIANTS[n] for n in names}
+
+    dtype_set = [s for s in args.sets if s.startswith("model.dtype=")]
+    if args.dtype != "auto":
+        dtype_set = [f"model.dtype={args.dtype}"]
+    elif args.preset == "demo" and not dtype_set:
+        from deepmlf.demo.pipeline import fastest_backbone_dtype
+
+        dtype_set = [f"model.dtype={fastest_backbone_dtype()}"]
+    cfg = load_config(preset=args.preset, overrides=["model.av_encoder.init=random_tune", *args.sets, *dtype_set])
+    B = args.batch_size or cfg.data.batch_size
+    T = cfg.data.max_text_len
+    backbone = shaped_backbone(PRESET_SHAPES[args.preset])
+    if cfg.model.dtype == "bfloat16":
+        backbone.model.to(torch.bfloat16)
+    dataset = cfg.data.dataset if cfg.data.dataset != "infer" else "mosi"
+    (la, da), (lv, dv) = FEATURES[dataset if dataset in FEATURES else "sims"]
+    model = build_model(cfg, audio_dim=da, vision_dim=dv, backbone=backbone)
+    opt = build_optimizer(model, cfg.train, av_module=model.av_encoder)
+    clip = grad_clip_parameters(opt, exclude_groups=("av", "av_no_decay"))
+    sw = Switches(model, args.cache_mb)
+    lengths = real_lengths(args.lengths, T)
+    pool = [make_batch(B, T, backbone.vocab_size, dataset, seed=s, lengths=lengths) for s in range(args.pool)]
+    real = float(np.mean([float(b.attention_mask.float().mean()) for b in pool]))
+    longest = float(np.mean([int(b.attention_mask.sum(1).max()) for b in pool]))
+    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    counts = model.parameter_counts()
+    print(f"preset {args.preset}: random {PRESET_SHAPES[args.preset]}-shaped backbone ({backbone.n_layers} layers, "
+          f"D={backbone.hidden_size}, {cfg.model.dtype}), MM blocks after {cfg.model.mm_layers}, n_f={cfg.model.n_fusion}, "
+          f"ffw={cfg.model.ffw}, augment={cfg.model.augment.kind}, backbone_dropout={cfg.model.backbone_dropout}, "
+          f"lambda_lm={cfg.loss.lambda_lm}; {counts['trainable']:,} trainable / {counts['total']:,} parameters")
+    print(f"batch {B}, text {T} + {cfg.model.n_fusion} fusion tokens, lengths {args.lengths}: {real * 100:.0f} % real "
+          f"positions, longest transcript per batch {longest:.1f}; threads {torch.get_num_threads()}; "
+          f"measured matmul peak {peak32 / 1e9:.0f} GFLOP/s fp32, {peak16 / 1e9:.0f} GFLOP/s bf16")
+
+    if args.check:
+        check_numbers(model, sw, make_batch(min(B, 8), T, backbone.vocab_size, dataset, 99, lengths), variants)
+
+    if args.eval:
+        return run_eval(model, sw, pool, variants, cfg, args)
+
+    model.train()
+
+    def step(batch: Batch) -> float:
+        t = time.perf_counter()
+        out = model(batch)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_value_(clip, cfg.train.clip_grad or float("inf"))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - t
+
+    times = {n: [] for n in variants}
+    peaks = {n: 0 for n in variants}
+    flops = {}
+    # Warm-up: every variant once per pool batch (fills the cache; the first also counts FLOPs).
+    for n, v in variants.items():
+        sw.apply(v)
+        for i, b in enumerate(pool):
+            if i == len(pool) - 1:
+                with FlopCounterMode(display=False) as fc:
+                    step(b)
+                flops[n] = fc.get_total_flops()
+            else:
+                step(b)
+    resting = rss_bytes()
+    order = list(variants)
+    for r in range(args.rounds):
+        k = r % len(order)
+        for n in order[k:] + order[:k]:  # rotate: no variant always runs first
+            sw.apply(variants[n])
+            base = rss_bytes()
+            with PeakRSS() as pk:
+                times[n].append(step(pool[r % len(pool)]))
+            peaks[n] = max(peaks[n], pk.peak - base)
+    ref = statistics.median(times["one-pass"])
+    ref_mem = resting + peaks["one-pass"]
+    print(f"\nresting RSS (weights, optimiser, pool; caches counted per variant) {resting / 2**30:.2f} GiB; "
+          f"{args.rounds} interleaved rounds\n")
+    print("| variant | step s (median) | IQR | samples/s | speed-up vs one-pass | peak memory GiB | vs one-pass | "
+          "GFLOP/step | achieved % of peak |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, v in variants.items():
+        ts = sorted(times[n])
+        med = statistics.median(ts)
+        q = np.percentile(ts, [25, 75])
+        mem = resting + peaks[n] + sw.cache_bytes(v)
+        peak = peak16 if v.get("autocast") == "bf16" or cfg.model.dtype == "bfloat16" else peak32
+        print(f"| {n} | {med:.3f} | {q[0]:.3f}–{q[1]:.3f} | {B / med:.1f} | {ref / med:.2f}× | {mem / 2**30:.2f} | "
+              f"{mem / ref_mem:.2f}× | {flops[n] / 1e9:.0f} | {flops[n] / med / peak * 100:.0f} % |")
+    print(f"\nprefix cache: {len(sw.cache)} entries, {sw.cache.nbytes / 2**20:.0f} MiB, hits {sw.cache.hits}, "
+          f"misses {sw.cache.misses}")
+
+
+def run_eval(model, sw: Switches, pool: list[Batch], variants: dict, cfg, args) -> None:
+    """Evaluation samples/s: no_grad vs inference_mode, eval batch 64 vs the pool's batches merged."""
+    from deepmlf.train.evaluate import collect_predictions
+
+    merged = [Batch(**{f: (torch.cat([getattr(b, f) for b in pool]) if f != "ids" else sum((b.ids for b in pool), []))
+                       for f in Batch.__dataclass_fields__})]
+    cases = {
+        "one-pass, no_grad": ({"one_pass": True}, False),
+        "default, no_grad": ({}, False),
+        "default, inference_mode": ({}, True),
+        "dyn. padding + inference_mode": ({"dynamic_padding": True}, True),
+        "dyn. padding + cache (warm) + inference_mode": ({"dynamic_padding": True, "prefix_cache": True}, True),
+        "  + bf16 autocast": ({"dynamic_padding": True, "prefix_cache": True, "autocast": "bf16"}, True),
+    }
+    n = sum(len(b) for b in pool)
+    times = {k: [] for k in cases}
+    for k, (v, inf) in cases.items():  # warm-up (fills the cache)
+        sw.apply(v)
+        collect_predictions(model, merged, inference_mode=inf)
+    for r in range(args.rounds):
+        for k, (v, inf) in cases.items():
+            sw.apply(v)
+            t = time.perf_counter()
+            collect_predictions(model, merged, inference_mode=inf)
+            times[k].append(time.perf_counter() - t)
+    ref = statistics.median(times["one-pass, no_grad"])
+    print(f"\nevaluation of {n} clips in one batch of {n}, {args.rounds} interleaved rounds\n")
+    print("| evaluation | s (median) | samples/s | vs one-pass |")
+    print("|---|---:|---:|---:|")
+    for k in cases:
+        med = statistics.median(times[k])
+        print(f"| {k} | {med:.3f} | {n / med:.1f} | {ref / med:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()

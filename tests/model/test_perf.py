@@ -1,0 +1,301 @@
+"""The `perf` switches (issue 14) over tiny GPT-2 and Llama: each exact one leaves outputs and
+gradients equal to the reference path (<= 1e-5), and does what it says (no full logits, cache hits,
+fewer stored activations)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deepmlf.config import PerfConfig
+from deepmlf.data.batch import Batch
+from deepmlf.model import build_model
+from deepmlf.model.perf import apply_perf, fuse_tanh_gelu
+
+from .conftest import AUDIO_DIM, VISION_DIM, make_batch, small_config
+
+HEADS = ("y_o", "y_t", "y_av", "y_f")
+
+
+def _build(new_backbone, perf: dict | None = None, **model):
+    # No dropout in the MM blocks: under dynamic padding their masks are drawn over fewer positions,
+    # so only the same computation (not the same random draws) can be compared.
+    model.setdefault("dropout", 0.0)
+    cfg = small_config(**model)
+    torch.manual_seed(0)
+    backbone = new_backbone()
+    if perf and perf.get("fused_gelu"):
+        fuse_tanh_gelu(backbone)
+    m = build_model(cfg, audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=backbone)
+    apply_perf(m, PerfConfig(**(perf or {})))
+    for mod in m.modules():  # the copied FFWs keep GPT-2's dropout probability
+        if isinstance(mod, torch.nn.Dropout):
+            mod.p = 0.0
+    return m
+
+
+def _padded(batch: Batch, extra: int = 3) -> Batch:
+    """The batch with `extra` more pad columns: no transcript fills the width."""
+    B = len(batch)
+    pad = torch.full((B, extra), 256, dtype=batch.input_ids.dtype)
+    return dataclasses.replace(
+        batch, input_ids=torch.cat([batch.input_ids, pad], 1),
+        attention_mask=torch.cat([batch.attention_mask, torch.zeros_like(pad)], 1),
+    )
+
+
+def _step(model, batch, *, train: bool = True, seed: int = 1):
+    model.train(train)
+    torch.manual_seed(seed)
+    out = model(batch)
+    grads = {}
+    if train:
+        model.zero_grad(set_to_none=True)
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out, grads
+
+
+def _assert_same(a, b, ga=None, gb=None, *, atol=1e-5, rtol=1e-4):
+    for name in HEADS:
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=atol, rtol=rtol, msg=name)
+    for name in a.loss_terms:
+        torch.testing.assert_close(a.loss_terms[name], b.loss_terms[name], atol=atol, rtol=rtol, msg=name)
+    if ga is not None:
+        assert ga.keys() == gb.keys() and "lm.fusion_tokens" in ga
+        for name in ga:
+            torch.testing.assert_close(ga[name], gb[name], atol=atol, rtol=rtol, msg=name)
+
+
+@pytest.mark.parametrize("augment", [{"kind": "none"}, {"kind": "seqaug", "p_apply": 1.0, "permutation": "per_batch"},
+                                     {"kind": "seqaug", "p_apply": 1.0, "permutation": "per_sample"}])
+def test_dynamic_padding_is_exact(new_backbone, augment):
+    batch = _padded(make_batch(B=4, T=7, seed=3))
+    ref_model = _build(new_backbone, augment=augment)
+    ref, gr = _step(ref_model, batch)
+    model = _build(new_backbone, {"dynamic_padding": True}, augment=augment)
+    calls = []
+    model.lm.backbone.layers[-1].register_forward_hook(lambda m, a, o: calls.append(a[0].shape[1]))
+    out, go = _step(model, batch)
+    _assert_same(out, ref, go, gr)
+    assert calls == [7 + 3]  # longest transcript 7 (not 10) + 3 fusion tokens
+    assert out.lm_logits.shape[1] == 7
+    torch.testing.assert_close(out.lm_logits, ref.lm_logits[:, :7], atol=1e-5, rtol=1e-4)
+    # Evaluation too (after the same step: the task head's BatchNorm statistics moved alike).
+    _assert_same(_step(model, batch, train=False)[0], _step(ref_model, batch, train=False)[0])
+
+
+def test_chunked_lm_loss_is_exact_and_returns_no_logits(new_backbone):
+    batch = make_batch(B=4, T=7, seed=4)
+    ref, gr = _step(_build(new_backbone), batch)
+    model = _build(new_backbone, {"lm_loss_chunk": 5})
+    seen = []
+    model.lm.backbone.lm_head.register_forward_hook(lambda m, a, o: seen.append(o.shape[0]))
+    out, go = _step(model, batch)
+    _assert_same(out, ref, go, gr)
+    assert out.lm_logits is None
+    n_real = int(batch.attention_mask.sum())  # 7+3+5+1 = 16 real tokens: chunks 5, 5, 5, 1
+    assert max(seen) == 5 and sum(seen[:4]) == n_real  # forward chunks (backward recomputes them)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_prefix_cache_is_exact_and_reused(new_backbone, dynamic):
+    batches = [_padded(make_batch(B=4, T=7, seed=s)) for s in (5, 6)]
+    perf = {"prefix_cache": True, "dynamic_padding": dynamic}
+    ref_model, model = _build(new_backbone), _build(new_backbone, perf)
+    cache = model.lm.prefix_cache
+    first_layer = model.lm.backbone.layers[0].layer
+    calls = []
+    first_layer.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[1]))
+    for epoch in range(2):
+        for b in batches:
+            ref, gr = _step(ref_model, b)
+            out, go = _step(model, b)
+            _assert_same(out, ref, go, gr)
+    assert len(cache) == 8 and cache.misses == 8 and cache.hits == 8
+    # Epoch 1: text rows (the longest missing transcript) then the 3 fusion tokens; epoch 2: fusion only.
+    assert calls == [7, 3, 7, 3, 3, 3]
+    # Evaluation reads the same entries, and gives the reference's numbers.
+    calls.clear()
+    for b in batches:
+        _assert_same(_step(model, b, train=False)[0], _step(ref_model, b, train=False)[0])
+    assert calls == [3, 3] and cache.hits == 16
+
+
+def test_prefix_cache_is_bypassed_when_states_are_random(new_backbone):
+    batch = make_batch(B=4, T=7, seed=7)
+    model = _build(new_backbone, {"prefix_cache": True}, augment={"kind": "seqaug", "p_apply": 1.0})
+    _step(model, batch)
+    assert len(model.lm.prefix_cache) == 0 and model.lm.prefix_cache.misses == 0  # augmented batch
+    model = _build(new_backbone, {"prefix_cache": True}, backbone_dropout=True)
+    _step(model, batch)
+    assert model.lm.prefix_cache.misses == 0  # backbone dropout on in training
+    _step(model, batch, train=False)
+    assert model.lm.prefix_cache.misses == 4  # evaluation: no dropout, cached
+
+
+def test_prefix_cache_is_bounded(new_backbone):
+    batch = make_batch(B=4, T=7, seed=8)
+    ref, gr = _step(_build(new_backbone), batch)
+    model = _build(new_backbone, {"prefix_cache": True})
+    model.lm.prefix_cache.max_bytes = 1  # nothing fits: every row is computed, results unchanged
+    out, go = _step(model, batch)
+    _assert_same(out, ref, go, gr)
+    assert len(model.lm.prefix_cache) == 0 and model.lm.prefix_cache.nbytes == 0
+
+
+def test_prefix_cache_is_keyed_by_autocast_state(new_backbone):
+    batch = make_batch(B=4, T=7, seed=9)
+    model = _build(new_backbone, {"prefix_cache": True})
+    _step(model, batch, train=False)
+    model.lm.autocast_mode = "bf16"
+    _step(model, batch, train=False)
+    assert len(model.lm.prefix_cache) == 8  # fp32 and bf16-autocast entries kept apart
+
+
+def test_prefix_cache_filled_in_inference_mode_trains(new_backbone):
+    batch = make_batch(B=4, T=7, seed=10)
+    ref, gr = _step(_build(new_backbone), batch)
+    model = _build(new_backbone, {"prefix_cache": True}).eval()
+    with torch.inference_mode():
+        model(batch)
+    out, go = _step(model, batch)
+    _assert_same(out, ref, go, gr)
+    assert model.lm.prefix_cache.hits == 4
+
+
+def test_fused_gelu_is_exact():
+    from deepmlf.backbones.tiny import tiny_gpt2
+
+    batch = make_batch(B=4, T=7, seed=11)
+    ref, gr = _step(_build(tiny_gpt2), batch)
+    model = _build(tiny_gpt2, {"fused_gelu": True})
+    acts = [m for m in model.modules() if type(m).__name__ in ("NewGELUActivation", "GELUTanh")]
+    fused = [m for m in model.modules() if isinstance(m, torch.nn.GELU)]
+    assert not acts and fused and all(m.approximate == "tanh" for m in fused)
+    out, go = _step(model, batch)
+    _assert_same(out, ref, go, gr)
+
+
+def test_fused_gelu_leaves_llama_alone():
+    from deepmlf.backbones.tiny import tiny_llama
+
+    assert fuse_tanh_gelu(tiny_llama()) == 0
+
+
+def test_checkpoint_frozen_is_exact_with_dropout(new_backbone):
+    # Checkpointing replays the RNG state, so even with dropout (MM blocks, backbone) it is exact.
+    batch = make_batch(B=4, T=7, seed=12)
+
+    def build(perf):
+        m = _build(new_backbone, perf, mm_layers=[1, 3], backbone_dropout=True)
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.Dropout):
+                mod.p = 0.1
+        return m
+
+    ref, gr = _step(build({}), batch)
+    model = build({"checkpoint_frozen": True})
+    wrapped = [type(layer).__name__ for layer in model.lm.backbone.layers]
+    assert wrapped[2] == "CheckpointedLayer" and model.lm.backbone.layers[3].checkpoint
+    out, go = _step(model, batch)
+    _assert_same(out, ref, go, gr)
+    model.lm.set_checkpoint_frozen(False)
+    assert type(model.lm.backbone.layers[2]).__name__ != "CheckpointedLayer"
+
+
+def test_checkpoint_frozen_stores_fewer_activations(new_backbone):
+    batch = make_batch(B=4, T=7, seed=13)
+
+    def saved_bytes(model) -> int:
+        total = []
+
+        def pack(t):
+            total.append(t.numel() * t.element_size())
+            return t
+
+        model.train()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(batch)
+        return sum(total)
+
+    assert saved_bytes(_build(new_backbone, {"checkpoint_frozen": True}, mm_layers=[0, 3])) < \
+        saved_bytes(_build(new_backbone, mm_layers=[0, 3]))
+
+
+def test_all_exact_switches_together(new_backbone):
+    batch = _padded(make_batch(B=4, T=7, seed=14))
+    perf = {"dynamic_padding": True, "lm_loss_chunk": 4, "prefix_cache": True, "checkpoint_frozen": True,
+            "fused_gelu": True}
+    ref_model, model = _build(new_backbone), _build(new_backbone, perf)
+    for _ in range(2):
+        ref, gr = _step(ref_model, batch)
+        out, go = _step(model, batch)
+        _assert_same(out, ref, go, gr)
+
+
+def test_bf16_autocast_is_close_and_keeps_master_weights_float32(new_backbone):
+    batch = make_batch(B=4, T=7, seed=15)
+    ref, _ = _step(_build(new_backbone), batch)
+    model = _build(new_backbone, {"autocast": "bf16"})
+    out, go = _step(model, batch)
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    assert all(g.dtype == torch.float32 for g in go.values())
+    for name in HEADS:
+        assert getattr(out, name).dtype == torch.float32
+        torch.testing.assert_close(getattr(out, name), getattr(ref, name), atol=0.1, rtol=0.1)
+    assert not torch.equal(out.y_o, ref.y_o)  # it is on: bf16 rounding shows
+
+
+def test_autocast_modes():
+    from deepmlf.model.perf_switches import resolve_autocast
+
+    assert resolve_autocast("off", "cpu") is False and resolve_autocast("bf16", "cpu") is True
+    assert isinstance(resolve_autocast("auto", "cpu"), bool)
+
+
+def test_perf_defaults_are_off():
+    p = PerfConfig()
+    assert not (p.dynamic_padding or p.lm_loss_chunk or p.prefix_cache or p.fused_gelu or p.checkpoint_frozen
+                or p.inference_mode) and p.autocast == "off"
+
+
+def test_lm_loss_chunk_matches_cross_entropy(new_backbone):
+    model = _build(new_backbone)
+    h = torch.randn(3, 5, model.lm.backbone.hidden_size)
+    targets = torch.randint(0, 257, (3, 5))
+    targets[1, 2:] = -100
+    full = F.cross_entropy(model.lm.lm_logits(h).flatten(0, 1), targets.flatten(), ignore_index=-100)
+    torch.testing.assert_close(model.lm.lm_loss_chunked(h, targets, 2), full)
+
+
+def test_inference_mode_evaluation_gives_the_same_predictions(new_backbone):
+    from deepmlf.train.evaluate import collect_predictions
+
+    batches = [make_batch(B=4, T=7, seed=s) for s in (16, 17)]
+    model = _build(new_backbone, {"inference_mode": True, "prefix_cache": True})
+    assert model.eval_inference_mode
+    seen = []
+    model.lm.backbone.layers[0].register_forward_hook(lambda m, a, o: seen.append(torch.is_inference_mode_enabled()))
+    on = collect_predictions(model, batches)  # the model's switch
+    off = collect_predictions(model, batches, inference_mode=False)
+    assert seen[0] and not seen[-1]
+    assert on.ids == off.ids
+    for a, b in [(on.prediction, off.prediction), *((on.heads[k], off.heads[k]) for k in on.heads)]:
+        assert (a == b).all()
+    assert on.loss_terms == off.loss_terms
+
+
+def test_build_model_applies_the_perf_section(new_backbone):
+    from deepmlf.config import config_from_dict
+
+    tree = small_config().to_dict()
+    tree["perf"] = {"dynamic_padding": True, "lm_loss_chunk": 8, "prefix_cache": True, "prefix_cache_mb": 3,
+                    "autocast": "auto", "checkpoint_frozen": True, "inference_mode": True}
+    m = build_model(config_from_dict(tree), audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=new_backbone())
+    assert m.lm.dynamic_padding and m.lm_loss_chunk == 8 and m.lm.prefix_cache.max_bytes == 3 * 2**20
+    assert m.lm.autocast_mode == "auto" and m.eval_inference_mode
+    assert any(type(layer).__name__ == "CheckpointedLayer" for layer in m.lm.backbone.layers)
