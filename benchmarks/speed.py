@@ -77,9 +77,9 @@ VARIANTS: dict[str, dict] = {
     "+fused_gelu": {"fused_gelu": True},
     "+checkpoint_frozen": {"checkpoint_frozen": True},
     "all exact": dict(EXACT),
-    "all exact, no checkpoint": {**EXACT, "checkpoint_frozen": False},
+    "all exact -ckpt": {**EXACT, "checkpoint_frozen": False},
     "all exact +bf16": {**EXACT, "autocast": "bf16"},
-    "all +bf16, no checkpoint": {**EXACT, "checkpoint_frozen": False, "autocast": "bf16"},
+    "all +bf16 -ckpt": {**EXACT, "checkpoint_frozen": False, "autocast": "bf16"},
 }
 
 
@@ -232,10 +232,11 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=3, help="distinct batches cycled (cache warm from round 2)")
     ap.add_argument("--lengths", default="uniform", choices=("uniform", "probe", "meld"))
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--dtype", default="auto", help="backbone dtype; auto: the preset's (demo: as `deepmlf demo` picks)")
+    ap.add_argument("--dtype", default="preset", help="backbone dtype (float32, bfloat16); default: the preset's")
     ap.add_argument("--cache-mb", type=int, default=2048)
     ap.add_argument("--check", action="store_true", help="compare the variants' numbers first")
     ap.add_argument("--eval", action="store_true", help="time evaluation (collect_predictions) instead")
+    ap.add_argument("--smoke", action="store_true", help="a seconds-long run of the machinery (vocab 512, MLP 128, batch 4)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -247,17 +248,12 @@ def main() -> None:
         names.insert(0, "one-pass")
     variants = {n: VARIANTS[n] for n in names}
 
-    dtype_set = [s for s in args.sets if s.startswith("model.dtype=")]
-    if args.dtype != "auto":
-        dtype_set = [f"model.dtype={args.dtype}"]
-    elif args.preset == "demo" and not dtype_set:
-        from deepmlf.demo.pipeline import fastest_backbone_dtype
-
-        dtype_set = [f"model.dtype={fastest_backbone_dtype()}"]
+    dtype_set = [f"model.dtype={args.dtype}"] if args.dtype != "preset" else []
     cfg = load_config(preset=args.preset, overrides=["model.av_encoder.init=random_tune", *args.sets, *dtype_set])
-    B = args.batch_size or cfg.data.batch_size
+    B = args.batch_size or (4 if args.smoke else cfg.data.batch_size)
     T = cfg.data.max_text_len
-    backbone = shaped_backbone(PRESET_SHAPES[args.preset])
+    shrink = {"vocab_size": 512, "mlp_size": 128} if args.smoke else {}
+    backbone = shaped_backbone(PRESET_SHAPES[args.preset], **shrink)
     if cfg.model.dtype == "bfloat16":
         backbone.model.to(torch.bfloat16)
     dataset = cfg.data.dataset if cfg.data.dataset != "infer" else "mosi"
@@ -300,16 +296,15 @@ def main() -> None:
     times = {n: [] for n in variants}
     peaks = {n: 0 for n in variants}
     flops = {}
-    # Warm-up: every variant once per pool batch (fills the cache; the first also counts FLOPs).
+    # Warm-up: a cache variant once per pool batch (fills the cache), then every variant once on the
+    # first batch counting FLOPs (in the steady state: cache warm).
     for n, v in variants.items():
         sw.apply(v)
-        for i, b in enumerate(pool):
-            if i == len(pool) - 1:
-                with FlopCounterMode(display=False) as fc:
-                    step(b)
-                flops[n] = fc.get_total_flops()
-            else:
-                step(b)
+        for b in pool if v.get("prefix_cache") else ():  # fill the cache (the others need no warm-up
+            step(b)  # beyond the counted step: one model, already warm)
+        with FlopCounterMode(display=False) as fc:
+            step(pool[0])
+        flops[n] = fc.get_total_flops()
     resting = rss_bytes()
     order = list(variants)
     for r in range(args.rounds):
@@ -339,33 +334,45 @@ def main() -> None:
           f"misses {sw.cache.misses}")
 
 
+def _merge(pool: list[Batch]) -> Batch:
+    def cat(name):
+        values = [getattr(b, name) for b in pool]
+        if name == "ids":
+            return sum(values, [])
+        return None if values[0] is None else torch.cat(values)
+
+    return Batch(**{f: cat(f) for f in Batch.__dataclass_fields__})
+
+
 def run_eval(model, sw: Switches, pool: list[Batch], variants: dict, cfg, args) -> None:
-    """Evaluation samples/s: no_grad vs inference_mode, eval batch 64 vs the pool's batches merged."""
+    """Evaluation samples/s: no_grad vs inference_mode, batches of B vs the whole pool in one."""
     from deepmlf.train.evaluate import collect_predictions
 
-    merged = [Batch(**{f: (torch.cat([getattr(b, f) for b in pool]) if f != "ids" else sum((b.ids for b in pool), []))
-                       for f in Batch.__dataclass_fields__})]
-    cases = {
-        "one-pass, no_grad": ({"one_pass": True}, False),
-        "default, no_grad": ({}, False),
-        "default, inference_mode": ({}, True),
-        "dyn. padding + inference_mode": ({"dynamic_padding": True}, True),
-        "dyn. padding + cache (warm) + inference_mode": ({"dynamic_padding": True, "prefix_cache": True}, True),
-        "  + bf16 autocast": ({"dynamic_padding": True, "prefix_cache": True, "autocast": "bf16"}, True),
-    }
+    merged = [_merge(pool)]
     n = sum(len(b) for b in pool)
+    B = len(pool[0])
+    cases = {
+        f"one-pass, no_grad, batch {B}": ({"one_pass": True}, False, pool),
+        f"default, no_grad, batch {B}": ({}, False, pool),
+        f"default, inference_mode, batch {B}": ({}, True, pool),
+        f"default, inference_mode, batch {n}": ({}, True, merged),
+        f"dynamic padding, inference_mode, batch {n}": ({"dynamic_padding": True}, True, merged),
+        f"+ prefix cache (warm), batch {n}": ({"dynamic_padding": True, "prefix_cache": True}, True, merged),
+        f"+ bf16 autocast, batch {n}": ({"dynamic_padding": True, "prefix_cache": True, "autocast": "bf16"}, True,
+                                        merged),
+    }
     times = {k: [] for k in cases}
-    for k, (v, inf) in cases.items():  # warm-up (fills the cache)
+    for k, (v, inf, batches) in cases.items():  # warm-up (fills the cache)
         sw.apply(v)
-        collect_predictions(model, merged, inference_mode=inf)
+        collect_predictions(model, batches, inference_mode=inf)
     for r in range(args.rounds):
-        for k, (v, inf) in cases.items():
+        for k, (v, inf, batches) in cases.items():
             sw.apply(v)
             t = time.perf_counter()
-            collect_predictions(model, merged, inference_mode=inf)
+            collect_predictions(model, batches, inference_mode=inf)
             times[k].append(time.perf_counter() - t)
-    ref = statistics.median(times["one-pass, no_grad"])
-    print(f"\nevaluation of {n} clips in one batch of {n}, {args.rounds} interleaved rounds\n")
+    ref = statistics.median(times[next(iter(cases))])
+    print(f"\nevaluation of {n} clips, {args.rounds} interleaved rounds\n")
     print("| evaluation | s (median) | samples/s | vs one-pass |")
     print("|---|---:|---:|---:|")
     for k in cases:
