@@ -47,7 +47,7 @@ FIELDS = ("Text", "Voice", "Face")
 # The assistant: the demo preset's DeepMLF (MM blocks after layers 25-29 of SmolLM2-135M) with the
 # rationale head and LoRA on the last two layers, no stage 1 (the AV encoder learns in stage 2).
 ASSISTANT = [
-    "model.dtype=bfloat16", "data.max_text_len=12", "model.n_fusion=4",
+    "model.dtype=bfloat16", "data.max_text_len=12", "model.n_fusion=4", "model.gca_scale=100",
     "model.av_encoder.init=random_tune", "model.rationale.enabled=true", "model.rationale.max_len=32",
     "model.rationale.lora_layers=2", "train.lr=1e-3", "train.max_epochs=4", "train.early_stop=4",
     "train.warmup_epochs=0.25", "data.eval_batch_size=48",

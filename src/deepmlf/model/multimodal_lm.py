@@ -409,12 +409,6 @@ class MultimodalLM(nn.Module):
             ).last_hidden_state
         return hidden.float()
 
-    def _new_cache(self) -> DynamicCache:
-        try:
-            return DynamicCache(config=self.backbone_model.config)
-        except TypeError:  # transformers < 4.56 builds its layers lazily, without a config
-            return DynamicCache()
-
     def _forward_cached(self, input_ids: Tensor, attention_mask: Tensor, z: Tensor, z_mask: Tensor) -> MultimodalLMOutput:
         """The text tokens' frozen states from `text_cache` (computed on a miss, text only, no_grad),
         then the K fusion tokens alone through every layer, attending to the cached keys/values.
@@ -429,7 +423,7 @@ class MultimodalLM(nn.Module):
         pos = torch.arange(T + self.n_fusion, device=input_ids.device)[None, :]
         if missing:
             idx = torch.tensor(missing, device=input_ids.device)
-            kv = self._new_cache()
+            kv = self.new_cache()
             with torch.no_grad(), self.prefix.set("skip_mm"):
                 hidden = self.backbone_model.base_model(
                     inputs_embeds=self.backbone.embed_tokens(input_ids[idx]), attention_mask=attention_mask[idx].long(),
@@ -441,7 +435,7 @@ class MultimodalLM(nn.Module):
                 cache.put(keys[b], entry, hidden[j].clone())
                 found[b] = (entry, hidden[j])
         text_hidden = torch.stack([h for _, h in found]).float()  # (B, T, D)
-        kv = self._new_cache()
+        kv = self.new_cache()
         for li in range(len(found[0][0])):
             kv.update(torch.stack([e[li][0] for e, _ in found]), torch.stack([e[li][1] for e, _ in found]), li)
         x_f = self.fusion_tokens.to(self.backbone.embed_tokens.weight.dtype).expand(B, -1, -1)  # (B, K, D)
