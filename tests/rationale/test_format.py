@@ -108,3 +108,37 @@ def test_read_rationales_errors(tmp_path, body, message):
     p.write_text(body)
     with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_rationales(p)
+
+
+class _FakeLM:
+    """generate() appends a fixed continuation per prompt (its transcript decides which)."""
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, do_sample, pad_token_id):
+        import torch
+
+        rows = []
+        for ids in input_ids.tolist():
+            prompt = self.tok.decode([i for i in ids if i != pad_token_id])
+            said = " good words. Prediction: 1.5" if "loved" in prompt else " dull. Prediction: 2.0"
+            rows.append(ids + self.tok(said, add_special_tokens=False)["input_ids"])
+        width = max(len(r) for r in rows)
+        return torch.tensor([r + [pad_token_id] * (width - len(r)) for r in rows])
+
+
+def test_local_lm_teacher_keeps_only_right_labels():
+    from deepmlf.backbones.tiny import byte_tokenizer
+    from deepmlf.rationale.teachers import teach_with_lm
+
+    tok = byte_tokenizer()
+    kept, made = teach_with_lm(_FakeLM(tok), tok, ["i loved it", "it was bad", "i loved that"], [2.0, -1.0, -0.5],
+                               ["a", "b", "c"], batch_size=2)
+    assert made == 3
+    assert [k["id"] for k in kept] == ["a"]  # b: 2.0 for a negative label; c: sarcastic, label negative
+    assert kept[0]["rationale"] == "Text: good words. Prediction: 1.5" and kept[0]["parsed"] == 1.5
+    kept, _ = teach_with_lm(_FakeLM(tok), tok, ["it was bad"], [1.6], ["b"], tolerance=0.5)
+    assert [k["id"] for k in kept] == ["b"]
+    with pytest.raises(DataError, match="must contain"):
+        teach_with_lm(_FakeLM(tok), tok, ["x"], [0.0], ["x"], prompt="no slot")
