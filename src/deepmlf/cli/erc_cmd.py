@@ -6,6 +6,7 @@
     deepmlf erc evaluate | predict    metrics | per-utterance CSV of a trained seed
     deepmlf erc demo                  the dialogue probe (= deepmlf demo erc)
     deepmlf erc sweep SPEC            experiments/erc-*.yaml (Table 3, Fig. 5, switches)
+    deepmlf erc extract-media         utterance audio/video features from clips (librosa/eGeMAPS, FER)
 """
 
 from __future__ import annotations
@@ -261,3 +262,24 @@ def sweep(spec: Path = typer.Argument(..., help="Sweep spec (experiments/erc-*.y
     for name, r in results.items():
         table.add_row(name, *(f"{100 * r.mean[k]:.2f} ± {100 * r.std[k]:.2f}" for k in ("acc", "weighted_f1")))
     console.print(table)
+
+
+@erc_app.command("extract-media")
+@friendly_errors
+def extract_media(
+    data: Path = typer.Option(..., "--data", help="Conversation file or folder."),
+    media_dir: Path = typer.Option(..., "--media-dir", help="Folder of clips named <utterance_id>.mp4 (MELD: dia{D}_utt{U}.mp4), searched recursively."),
+    out_audio: Path = typer.Option(..., "--out-audio", help="Audio feature file (.npz)."),
+    out_video: Path = typer.Option(..., "--out-video", help="Video feature file (.npz)."),
+    feature_set: str = typer.Option("librosa-fer", "--feature-set", help="librosa-fer or egemaps-fer (deepmlf.features)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Per-clip cache folder."),
+    source: str = typer.Option("auto", "--source"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Utterance-level audio/video features from media with the offline extractors (pooled over time)."""
+    from ..data.erc import load_erc
+    from ..encoders.media import extract_media_features
+
+    a, v = extract_media_features(load_erc(data, source=source), media_dir, out_audio=out_audio, out_video=out_video,
+                                  feature_set=feature_set, cache_dir=cache, progress=progress)
+    console.print(f"wrote {a} and {v}")
