@@ -40,6 +40,10 @@ def main() -> None:
     ap.add_argument("--encoders", nargs="+", default=["smollm2-135m", "minilm-l6"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[1111, 2222, 3333])
     ap.add_argument("--minilm-max-tokens", type=int, default=128)
+    ap.add_argument("--prompt", choices=["paper", "authors"], default="paper",
+                    help="authors' prompt ('... </s> Now s feels') has no repeat of the utterance: ~40%% fewer tokens")
+    ap.add_argument("--train-dialogues", type=int, default=None,
+                    help="use only the first N train dialogues (dev and test stay whole): a cheaper run on 2 cores")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra ERC config overrides")
     args = ap.parse_args()
     if not (args.meld / "train_sent_emo.csv").is_file():
@@ -55,12 +59,19 @@ def main() -> None:
     from deepmlf.train.evaluate import Predictions
 
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    data = load_erc(args.meld)
-    report: dict = {"uptime_start": uptime, "encoders": {}, "meld": str(args.meld)}
+    def meld():
+        d = load_erc(args.meld)
+        if args.train_dialogues is not None:
+            d.splits["train"] = d.splits["train"][: args.train_dialogues]
+        return d
+
+    data = meld()
+    report: dict = {"uptime_start": uptime, "encoders": {}, "meld": str(args.meld), "prompt": args.prompt,
+                    "train_dialogues": len(data["train"]), "command": " ".join(os.sys.argv)}
     task = ClassificationTask(data.classes)
     for name in args.encoders:
         t0 = time.perf_counter()
-        enc = load_text_encoder(name, prompt=PromptSpec(), max_tokens=args.minilm_max_tokens)
+        enc = load_text_encoder(name, prompt=PromptSpec(style=args.prompt), max_tokens=args.minilm_max_tokens)
         t_load = time.perf_counter() - t0
         t0 = time.perf_counter()
         path = extract_text_features(data, enc, cache_dir=args.cache, zero_shot=True, progress=True)
@@ -76,7 +87,7 @@ def main() -> None:
             entry["zero_shot_test"] = task.metrics(Predictions(ids=keys, prediction=zs.argmax(1), labels=labels))
         del enc
         run = args.out / name
-        fresh = load_erc(args.meld)
+        fresh = meld()
         attach_features(fresh, "text", path)
         cfg = load_erc_config(preset="erc-meld", overrides=[
             "model.modalities=[text]", f"train.seeds={json.dumps(args.seeds)}", *args.overrides])

@@ -98,3 +98,17 @@ def test_stage1_disabled_needs_raw_inputs(tmp_path):
     cfg = load_erc_config(preset="erc-demo", overrides=SMALL + ["stage1.enabled=false"])
     with pytest.raises(ConfigError, match=r"stage1.enabled=false, but stage 2 reads audio_kd, video_kd"):
         train_erc(cfg, tmp_path / "x", data=data, progress=False)
+
+
+def test_run_dir_refuses_another_config(tmp_path):
+    from deepmlf.errors import ConfigError
+
+    data, _, _ = probe_data()
+    cfg = load_erc_config(preset="erc-demo", overrides=SMALL + ["train.seeds=[1]", "model.modalities=[text]"])
+    train_erc(cfg, tmp_path / "r", data=data, progress=False)
+    more = load_erc_config(preset="erc-demo", overrides=SMALL + ["train.seeds=[1,2]", "model.modalities=[text]"])
+    assert sorted(train_erc(more, tmp_path / "r", data=data, progress=False).per_seed) == [1, 2]
+    other = load_erc_config(preset="erc-demo", overrides=SMALL + ["train.seeds=[1]", "model.modalities=[text]",
+                                                                  "model.gate=none"])
+    with pytest.raises(ConfigError, match="holds an ERC run with another configuration"):
+        train_erc(other, tmp_path / "r", data=data, progress=False)

@@ -257,11 +257,11 @@ def train_erc(cfg: ERCConfig, run_dir: str | Path, *, data: ERCData | None = Non
     task = erc_task(cfg)
     cfg_file = run_dir / "config.yaml"
     tree = cfg.model_dump()
-    if cfg_file.exists() and resume:
-        old = yaml.safe_load(cfg_file.read_text())
-        old["train"]["seeds"], tree_cmp = tree["train"]["seeds"], dict(tree)
-        if old != tree_cmp:
-            raise ConfigError(f"{run_dir} holds a run with another configuration; use a new --out")
+    if cfg_file.exists() and any(run_dir.glob("seed-*")):
+        old = yaml.safe_load(cfg_file.read_text()) or {}
+        old.setdefault("train", {})["seeds"] = tree["train"]["seeds"]  # adding seeds is allowed
+        if old != tree:
+            raise ConfigError(f"{run_dir} holds an ERC run with another configuration (config.yaml); use a new --out")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(cfg_file, yaml.safe_dump(tree, sort_keys=False))
     write_json(run_dir / "task.json", task.spec())
