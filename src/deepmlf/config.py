@@ -151,6 +151,31 @@ class AugmentConfig(_Strict):
     noise_std: float = Field(0.1, ge=0.0)  # `noise` kind: Gaussian std relative to the embedding RMS
 
 
+class DoubleFlowConfig(_Strict):
+    """SDUMC's double-flow self-distillation (arXiv 2410.15029) on DeepMLF; docs/missing-modalities.md.
+
+    Per batch the same network runs the full flow (real transcript) and a text-missing flow in which
+    `imagined_tokens` tokens made from the AV memory stand in place of the transcript in the frozen LM:
+    L = w_full L_DeepMLF + w_missing L_task(y^M) + λ_mkd RMSE(x_tK^M, sg x_tK^F) + λ_query RMSE(x̄_f^M, sg x̄_f^F)
+        + λ_rs RMSE(h^M, h^F) + λ_rnc RnC([r^F, r^M], y; τ).
+    """
+
+    enabled: bool = False
+    imagined_tokens: int = Field(8, ge=1)  # n_i tokens in place of the transcript
+    mia: bool = False  # modality imagination autoencoder on the missing flow's text state (identity at init)
+    mia_hidden: int = Field(128, ge=2)
+    mia_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    w_full: float = Field(1.0, ge=0.0)  # SDUMC: 0.5 / 0.5
+    w_missing: float = Field(1.0, ge=0.0)
+    lambda_mkd: float = Field(0.1, ge=0.0)  # text-side state (SDUMC default 0.1; its active run 0)
+    lambda_query: float = Field(0.7, ge=0.0)  # query-side state x̄_f (SDUMC default 0.7; its active run 0)
+    lambda_rs: float = Field(0.13, ge=0.0)  # final features h, not detached (SDUMC active run 0.13)
+    lambda_rnc: float = Field(0.0, ge=0.0)  # Rank-N-Contrast over the two flows (SDUMC active run 0.5)
+    rnc_tau: float = Field(2.0, gt=0.0)
+    rnc_dim: int = Field(64, ge=1)  # r = MLP(h -> rnc_dim -> rnc_dim)
+    task_loss: Literal["l1", "mse"] = "l1"  # missing-flow task loss (DeepMLF's L1; SDUMC MSE)
+
+
 class ModelConfig(_Strict):
     arch: str = "deepmlf"  # which model (deepmlf.model.registry); the fields below are DeepMLF's
     backbone: str = "smollm2-135m"  # built-in name, local directory or HF-cache id (never downloaded)
@@ -195,6 +220,7 @@ class ModelConfig(_Strict):
             raise ValueError(f"model.mm_layers={self.mm_layers}: every index must be below "
                              f"model.backbone_layers={self.backbone_layers}")
         return self
+    double_flow: DoubleFlowConfig = Field(default_factory=DoubleFlowConfig)  # text-missing self-distillation
 
     @field_validator("mm_layers")
     @classmethod

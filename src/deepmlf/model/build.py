@@ -179,6 +179,9 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
         lm.text_cache = TextStateCache()
     # Backbone(...) gave the tokenizer an eos (pad as eos for BERT-style ones, as the authors do).
     eos = backbone.tokenizer.eos_token_id
+    if m.rationale.enabled and m.double_flow.enabled:
+        raise ConfigError("model.double_flow.enabled and model.rationale.enabled: the double flow does not "
+                          "support the rationale suffix yet; enable one of them")
     cls, extra = (DeepMLF, {}) if not m.rationale.enabled else _rationale_parts(cfg, lm, backbone)
     model = cls(
         **extra,
@@ -192,6 +195,7 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
         ),
         eos_token_id=int(eos),
         freeze_av_encoder=m.av_encoder.init == "pretrain_freeze",
+        double_flow=_build_double_flow(cfg, backbone) if m.double_flow.enabled else None,
     )
     apply_perf(model, cfg.perf)
     leaked = [p for p in lm.backbone_parameters() if p.requires_grad]
@@ -245,6 +249,27 @@ def _load_teacher(path: str, cfg: Config, tokenizer: object) -> nn.Module:
         raise ConfigError(f"model.rationale.prompt differs from the assistant's ({path}): "
                           f"{cfg.model.rationale.prompt!r} vs {teacher.config.model.rationale.prompt!r}")
     return teacher.model
+
+
+def _build_double_flow(cfg: Config, backbone: Backbone) -> nn.Module:
+    """The missing flow's parts (model.double_flow); built after everything else, so the rest of the
+    model draws the same initial weights as without it."""
+    from .double_flow import MIA, DoubleFlow, DoubleFlowWeights, ImaginedTokens
+
+    m, df = cfg.model, cfg.model.double_flow
+    d_av, D = m.av_encoder.d_av, backbone.hidden_size
+    embed_rms = float(backbone.embed_tokens.weight.detach().float().pow(2).mean().sqrt())
+    rnc = (nn.Sequential(nn.Linear(m.head_hidden, df.rnc_dim), nn.ReLU(), nn.Linear(df.rnc_dim, df.rnc_dim))
+           if df.lambda_rnc > 0 else None)
+    return DoubleFlow(
+        imagine=ImaginedTokens(d_av=d_av, d_model=D, n_tokens=df.imagined_tokens, n_heads=m.av_encoder.n_heads,
+                               embed_rms=embed_rms),
+        mia=MIA(d_model=D, d_av=d_av, hidden=df.mia_hidden, dropout=df.mia_dropout) if df.mia else None,
+        rnc_proj=rnc,
+        weights=DoubleFlowWeights(w_full=df.w_full, w_missing=df.w_missing, lambda_mkd=df.lambda_mkd,
+                                  lambda_query=df.lambda_query, lambda_rs=df.lambda_rs, lambda_rnc=df.lambda_rnc,
+                                  rnc_tau=df.rnc_tau, task_loss=df.task_loss),
+    )
 
 
 def build_text_regressor(cfg: Config, backbone: Backbone | None = None) -> TextRegressor:

@@ -80,6 +80,7 @@ class DeepMLF(nn.Module):
         self.loss_weights = loss_weights
         self.eos_token_id = eos_token_id
         self.lm_loss_chunk = 0  # perf.lm_loss_chunk (set by the builder): 0 = full logits
+        self.double_flow = double_flow  # model.double_flow: the text-missing flow and its losses, or None
         # Table 8 `pretrain_freeze`: decided here, once, by module; train() keeps it in eval.
         self.av_encoder_frozen = freeze_av_encoder
         if freeze_av_encoder:
@@ -97,6 +98,10 @@ class DeepMLF(nn.Module):
         enc = self.av_encoder.encode_batch(batch)  # z: (B, S, D_av), mask: (B, S)
         z = self.av_norm(enc.z)  # (B, S, D_av)
         lm_out = self.lm(batch.input_ids, batch.attention_mask, z, enc.mask)
+        if self.double_flow is not None:  # model.double_flow: the text-missing flow too
+            from .double_flow import forward_double_flow
+
+            return forward_double_flow(self, batch, lm_out, z, enc.mask)
         chunked = bool(self.lm_loss_chunk)
         out = self.head_outputs(batch, lm_out, z, enc.mask, chunked=chunked)
         if labels_usable(batch.labels):

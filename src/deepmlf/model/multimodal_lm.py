@@ -334,30 +334,36 @@ class MultimodalLM(nn.Module):
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, z: Tensor, z_mask: Tensor, *,
+    def forward(self, input_ids: Tensor | None, attention_mask: Tensor, z: Tensor, z_mask: Tensor, *,
                 suffix_embeds: Tensor | None = None, suffix_mask: Tensor | None = None,
-                cache: DynamicCache | None = None) -> MultimodalLMOutput:
+                cache: DynamicCache | None = None, inputs_embeds: Tensor | None = None) -> MultimodalLMOutput:
         # input_ids, attention_mask: (B, T); z: (B, S, D_av) normed AV memory; z_mask: (B, S)
         # suffix_embeds (B, L, D), suffix_mask (B, L): the rationale suffix after the fusion tokens
         # (model.rationale), positions T+K..T+K+L-1; cache: filled for decoding (no-grad pass only).
-        with self.autocast(input_ids.device):
-            return self._forward(input_ids, attention_mask, z, z_mask, suffix_embeds, suffix_mask, cache)
+        # inputs_embeds (B, T, D): in place of input_ids (the double flow's imagined tokens,
+        # model.double_flow): no augmentation, no text caches, a differentiable prefix (no prefix split).
+        with self.autocast(attention_mask.device):
+            return self._forward(input_ids, attention_mask, z, z_mask, suffix_embeds, suffix_mask, cache,
+                                 inputs_embeds)
 
     def _forward(self, input_ids: Tensor, attention_mask: Tensor, z: Tensor, z_mask: Tensor,
                  suffix_embeds: Tensor | None, suffix_mask: Tensor | None,
-                 cache: DynamicCache | None) -> MultimodalLMOutput:
-        B, T_in = input_ids.shape
+                 cache: DynamicCache | None, inputs_embeds: Tensor | None = None) -> MultimodalLMOutput:
+        B, T_in = (input_ids if inputs_embeds is None else inputs_embeds).shape[:2]
         K = self.n_fusion
         L = 0 if suffix_embeds is None else suffix_embeds.shape[1]
-        if self.text_cache is not None and not L and cache is None:
+        if self.text_cache is not None and not L and cache is None and inputs_embeds is None:
             return self._forward_cached(input_ids, attention_mask, z, z_mask)
         text_mask = attention_mask.bool()
-        x_embed = self.backbone.embed_tokens(input_ids)  # (B, T, D), frozen
-        # At the collated width, so the augmentation draws (and, per batch, permutes) as it always did.
-        x_t = self.augment(x_embed, text_mask)  # training only
+        if inputs_embeds is None:
+            x_embed = self.backbone.embed_tokens(input_ids)  # (B, T, D), frozen
+            # At the collated width, so the augmentation draws (and, per batch, permutes) as it always did.
+            x_t = self.augment(x_embed, text_mask)  # training only
+        else:
+            x_embed = x_t = inputs_embeds.to(self.backbone.embed_tokens.weight.dtype)
         augmented = x_t is not x_embed
         T = T_in
-        if self.dynamic_padding and cache is None:  # (a decoding cache keeps the collated width)
+        if self.dynamic_padding and cache is None and inputs_embeds is None:  # (a decoding cache keeps the collated width)
             # Right padding: positions from the longest real length on are pads in every row; no real
             # token or fusion token attends to them, and no head or loss reads them.
             T = max(1, int(attention_mask.sum(1).max()))
@@ -369,13 +375,14 @@ class MultimodalLM(nn.Module):
             full_mask = torch.cat([full_mask, suffix_mask.long()], dim=1)
         # Fusion tokens take positions T_in..T_in+K-1 after the padded text (authors' layout), also
         # when the pads behind T are not run.
-        dev = input_ids.device
+        dev = attention_mask.device
         position_ids = torch.cat([torch.arange(T, device=dev), torch.arange(T_in, T_in + K + L, device=dev)])
         position_ids = position_ids[None, :].expand(B, -1)
         # The text-state cache: valid when nothing random touched those states.
         use_cache = (self.prefix_cache is not None and cache is None and not augmented
-                     and not (self.backbone_dropout and self.training))
-        split = self.split_prefix and torch.is_grad_enabled() and self.fusion_tokens.requires_grad and cache is None
+                     and not (self.backbone_dropout and self.training) and inputs_embeds is None)
+        split = (self.split_prefix and torch.is_grad_enabled() and self.fusion_tokens.requires_grad and cache is None
+                 and not x_t.requires_grad)
         if use_cache or split:
             h0 = x_t.new_zeros(B, T + K + L, x_t.shape[-1])  # ignored: the pass replays from layer m
             held = self._prefix_split(x_t, x_f, attention_mask.long(), full_mask, position_ids,
