@@ -123,3 +123,13 @@ def test_double_flow_checkpoint_round_trip_and_counts(new_backbone):
     fresh = _model(new_backbone, seed=3, mia=True, lambda_rnc=0.5)
     fresh.load_trainable_state_dict(sd)
     assert "double_flow" in model.parameter_counts()["by_module"]
+
+
+def test_double_flow_with_the_text_state_cache(new_backbone):
+    torch.manual_seed(0)
+    cfg = small_config(**QUIET, ffw_tokens="fusion", text_cache=True, double_flow={"enabled": True})
+    model = build_model(cfg, audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=new_backbone()).train()
+    out = _run(model, make_batch())
+    out.loss.backward()  # the full flow reads cached text states, the missing flow runs its tokens
+    assert model.double_flow.imagine.proj.weight.grad.abs().sum() > 0
+    assert math.isfinite(out.loss.item())

@@ -42,6 +42,10 @@ class DeepMLFOutput:
     lm_logits: Tensor | None  # (B, T, V) next-token logits on the text positions; None when λ_LM = 0 (not computed)
     loss: Tensor | None  # eq. 14 total; None for unlabelled batches
     loss_terms: dict[str, Tensor]  # "task", "f", "av", "t", "lm" (unweighted; empty when unlabelled)
+    # model.double_flow only (deepmlf.model.double_flow), when the missing flow ran: its prediction
+    # (B,) and the states the distillation terms compare.
+    y_m: Tensor | None = None
+    states: dict[str, Tensor] | None = None
 
     @property
     def prediction(self) -> Tensor:
@@ -71,6 +75,7 @@ class DeepMLF(nn.Module):
         loss_weights: LossWeights,
         eos_token_id: int,
         freeze_av_encoder: bool = False,
+        double_flow: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.lm = lm
@@ -200,5 +205,6 @@ class DeepMLF(nn.Module):
                 "av_encoder": self.av_encoder,
                 "av_norm": self.av_norm,
                 "heads": self.heads,
+                **({"double_flow": self.double_flow} if self.double_flow is not None else {}),
             }
         )
