@@ -176,6 +176,13 @@ class DoubleFlowConfig(_Strict):
     task_loss: Literal["l1", "mse"] = "l1"  # missing-flow task loss (DeepMLF's L1; SDUMC MSE)
 
 
+class UMCAConfig(_Strict):
+    # model.arch: umca (deepmlf.model.umca); SDUMC's general_dim 256, its UMCA output 128.
+    d: int = Field(128, ge=2)  # width of the projected frames, utterance vectors and queries
+    d_out: int = Field(64, ge=1)  # width of the UMCA outputs and the final feature f
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # SDUMC: 0.5
+
+
 class ModelConfig(_Strict):
     arch: str = "deepmlf"  # which model (deepmlf.model.registry); the fields below are DeepMLF's
     backbone: str = "smollm2-135m"  # built-in name, local directory or HF-cache id (never downloaded)
@@ -221,6 +228,7 @@ class ModelConfig(_Strict):
                              f"model.backbone_layers={self.backbone_layers}")
         return self
     double_flow: DoubleFlowConfig = Field(default_factory=DoubleFlowConfig)  # text-missing self-distillation
+    umca: UMCAConfig = Field(default_factory=UMCAConfig)  # model.arch: umca only
 
     @field_validator("mm_layers")
     @classmethod

@@ -300,3 +300,52 @@ def test_default_variant_is_the_documented_probe_and_bad_variants_are_named():
         make_probe(n=60, rule="xor")
     with pytest.raises(ConfigError, match="cues='middle': expected one of first, last, swapped"):
         make_probe(n=60, cues="middle")
+
+
+# ------------------------------------------------------------------ the echo probe (deepmlf data synth --echo)
+# SHA-256 of pickle.dumps(make_probe(n=1000, seed=0), protocol=4) before the echo option existed.
+TODAYS_PROBE_SHA256 = "8c1e1da47c37a2c728ea6453b60af602a56fdce1b6911d710f54677afdd32eba"
+
+
+def test_echo_zero_keeps_todays_probe_byte_identical():
+    import hashlib
+
+    data = make_probe(n=1000, seed=0, echo=0.0)
+    assert hashlib.sha256(pickle.dumps(data, protocol=4)).hexdigest() == TODAYS_PROBE_SHA256
+
+
+def test_echo_shifts_only_the_echo_channel_of_real_frames_by_rho_v_over_2():
+    plain, echoed = make_probe(n=60, seed=2), make_probe(n=60, seed=2, echo=1.5)
+    p = PRESETS["mosi"]
+    v = probe_latents(n=60, seed=2)["train"]["valence"]
+    a, b = plain["train"]["audio"], echoed["train"]["audio"]
+    diff = np.nan_to_num(b - a)  # glitch values stay where they were
+    lengths = np.asarray(plain["train"]["audio_lengths"])
+    for i in range(len(v)):
+        assert np.allclose(diff[i, : lengths[i], p.n_tone], 0.75 * v[i], atol=1e-5)
+        assert not diff[i, lengths[i]:].any()  # padding stays zero
+    assert not np.delete(diff, p.n_tone, axis=2).any()
+    assert plain["train"]["raw_text"].tolist() == echoed["train"]["raw_text"].tolist()
+    with pytest.raises(ConfigError, match="echo=-1"):
+        make_probe(n=60, echo=-1)
+
+
+def test_echo_oracle_floors_are_exact_limits():
+    from deepmlf.data.synth import echo_floor
+
+    floor = probe_noise_floor(400, 0, "mosi", decoder=False)
+    none = echo_floor(make_probe(n=400, seed=0), n=400, echo=0.0)
+    # No echo: the median of y given s, c is k c, the AV-only predictor, exactly.
+    assert none["oracle_text_missing"]["MAE"] == pytest.approx(floor["av_only"]["MAE"], abs=1e-6)
+    assert none["oracle"]["MAE"] == pytest.approx(floor["oracle"]["MAE"], abs=1e-7)
+    loud = echo_floor(make_probe(n=400, seed=0, echo=8.0), n=400, echo=8.0)
+    assert loud["oracle_text_missing"]["MAE"] == pytest.approx(floor["oracle"]["MAE"], abs=2e-3)  # v read off the audio
+    mid = echo_floor(make_probe(n=400, seed=0, echo=1.0), n=400, echo=1.0)
+    assert floor["oracle"]["MAE"] < mid["oracle_text_missing"]["MAE"] < floor["av_only"]["MAE"]
+
+
+def test_cli_echo_prints_the_text_missing_oracle(tmp_path):
+    out = tmp_path / "echo.pkl"
+    result = CliRunner().invoke(app, ["data", "synth", "--out", str(out), "--n", "100", "--echo", "1"])
+    assert result.exit_code == 0, result.output
+    assert "oracle_text_missing" in result.output

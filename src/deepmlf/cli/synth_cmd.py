@@ -10,7 +10,8 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from ..data.synth import CUES, NOISE_FLOOR_NOTES, PRESETS, RULES, make_probe, probe_noise_floor, save_probe
+from ..data.synth import (CUES, ECHO_FLOOR_NOTE, NOISE_FLOOR_NOTES, PRESETS, RULES, echo_floor, make_probe,
+                          probe_noise_floor, save_probe)
 from ..metrics import key_metric_names
 from . import data_app
 from .common import console, friendly_errors
@@ -40,6 +41,9 @@ def synth(
     cues: CuesChoice = typer.Option(
         "first", "--cues", help="Where the cues live: first (tone in the first audio channels, smile in the first "
         "vision ones; the default), last (the last channels), swapped (tone in vision, smile in audio)."),
+    echo: float = typer.Option(0.0, "--echo", help="Valence echo ρ in the audio (ρ v / 2 on the audio channel after "
+                               "the tone ones, as prosody echoes the words; 0 = none, today's probe byte for byte). "
+                               "Adds the exact text-missing oracle floor."),
 ) -> None:
     """Generate the fusion probe: labels only a text+audio+vision model can predict well."""
     from ..io import check_output_file
@@ -47,9 +51,11 @@ def synth(
     check_output_file(out, "--out", example="unaligned_50.pkl")
     p = PRESETS[preset.value]
     rule_v, cues_v = RuleChoice(rule).value, CuesChoice(cues).value
-    data = make_probe(n=n, seed=seed, preset=preset.value, rule=rule_v, cues=cues_v)
+    data = make_probe(n=n, seed=seed, preset=preset.value, rule=rule_v, cues=cues_v, echo=echo)
     path = save_probe(out, data)
     floor = probe_noise_floor(n, seed, preset.value, data=data, rule=rule_v, cues=cues_v)
+    if echo > 0:
+        floor["oracle_text_missing"] = echo_floor(data, n=n, seed=seed, preset=preset.value, echo=echo)["oracle_text_missing"]
 
     sizes = ", ".join(f"{name} {len(split['regression_labels'])}" for name, split in data.items())
     nonfinite = sum(int(np.count_nonzero(~np.isfinite(split["audio"]))) for split in data.values())
@@ -72,4 +78,4 @@ def synth(
         table.add_row(key, *cells)
     console.print(table)
     for name in floor:
-        console.print(f"  {name}: {NOISE_FLOOR_NOTES[name]}", highlight=False)
+        console.print(f"  {name}: {NOISE_FLOOR_NOTES.get(name, ECHO_FLOOR_NOTE)}", highlight=False)

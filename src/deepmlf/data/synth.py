@@ -23,6 +23,14 @@ Features over the real frames t < length (zeros after, as in MMSA's padded array
     vision[t, j] = c + Normal(0, 0.5^2)       for the smile channels j < n_smile
                    Normal(0, 1)               for the other channels
 
+With the echo option (`echo` = ρ > 0; `deepmlf data synth --echo ρ`, default 0 = the probe above,
+byte for byte) the audio also carries a noisy echo of the word's valence, as real prosody does:
+
+    audio[t, n_tone + j] += ρ v / 2           for the echo channels j < n_echo (real frames only)
+
+so that without the transcript v is still partly recoverable from the audio (the text-missing
+oracle below is exact: the posterior of v given the echo channels' mean over the real frames).
+
 Lengths are uniform in [L // 5, L]. In 2% of the samples of every split (at least one), one audio
 value on a non-tone channel of a real frame is NaN, +inf or -inf, as MOSEI's COVAREP features hold
 them (deepmlf's loader sets them to 0).
@@ -73,6 +81,7 @@ class ProbePreset:
     label_range: tuple[float, float]
     n_tone: int  # audio channels carrying the tone s
     n_smile: int  # vision channels carrying the smile c
+    n_echo: int = 1  # audio channels after the tone ones that carry the valence echo (echo > 0 only)
     text_dim: int = 768  # width of the zero `text` placeholder (MMSA's BERT feature width)
 
 
@@ -125,6 +134,8 @@ NOISE_FLOOR_NOTES = {
 }
 
 
+ECHO_FLOOR_NOTE = ("knows s, c and the audio's valence echo, not the words: the median of y under the exact "
+                   "posterior of v given the echo (deepmlf data synth --echo)")
 RULES = ("flip", "gate")  # flip: y = k (s v + c); gate: y = k ((s + 1) / 2 · v + c)
 CUES = ("first", "last", "swapped")
 
@@ -161,7 +172,7 @@ def _check_variant(rule: str, cues: str) -> None:
 
 # --------------------------------------------------------------------------------------- public API
 def make_probe(*, n: int = 1000, seed: int = 0, preset: str = "mosi", rule: str = "flip",
-               cues: str = "first") -> dict[str, dict[str, Any]]:
+               cues: str = "first", echo: float = 0.0) -> dict[str, dict[str, Any]]:
     """The probe dataset as an MMSA-layout dict {"train", "valid", "test"} (70/15/15 split).
 
     Each split holds `raw_text` (object array of str), `audio` (N, La, Da) and `vision` (N, Lv, Dv)
@@ -171,10 +182,14 @@ def make_probe(*, n: int = 1000, seed: int = 0, preset: str = "mosi", rule: str 
     and `text` (N, 1, 768) float32 zeros: MMSA's pre-extracted text features, which deepmlf does
     not use (it tokenises `raw_text`). The "sims" preset adds `regression_labels_T/A/V`.
     `rule` and `cues` pick a variant (module docstring); the defaults are the probe of the docs.
+    `echo` > 0 adds the valence echo to the audio (flip rule, first cues only).
     """
     p = _preset(preset)
     _check_n(n)
     _check_variant(rule, cues)
+    if _check_echo(echo) and (rule, cues) != ("flip", "first"):
+        raise ConfigError(f"echo={echo}: the valence echo is defined on the default probe (rule flip, cues first), "
+                          f"not rule={rule!r}, cues={cues!r}")
     streams = _streams(seed)
     latents = _latents(n, p, streams["latent"], rule=rule)
     texts = _texts(latents["valence"], streams["text"])
@@ -186,6 +201,8 @@ def make_probe(*, n: int = 1000, seed: int = 0, preset: str = "mosi", rule: str 
         audio, audio_lengths = _features(latents, layout, "audio", p.audio_len, p.audio_dim, streams["audio"],
                                          glitches=True)
         vision, vision_lengths = _features(latents, layout, "vision", p.vision_len, p.vision_dim, streams["vision"])
+    if echo > 0:
+        _add_echo(audio, audio_lengths, latents["valence"], p, echo)
 
     data: dict[str, dict[str, Any]] = {}
     for name, sl in _split_slices(n).items():
@@ -278,6 +295,61 @@ def probe_noise_floor(
     preds["av_only"] = np.clip(k * c, lo, hi)
     preds["constant"] = np.full_like(y, np.median(lat["train"]["label"]))
     return {name: msa_metrics(pred.astype(np.float32), y, p.dataset) for name, pred in preds.items()}
+
+
+def echo_floor(data: dict[str, dict[str, Any]], *, n: int = 1000, seed: int = 0, preset: str = "mosi",
+               echo: float = 0.0) -> dict[str, dict[str, float]]:
+    """Exact oracle floors of the echo probe on the test split, complete and text-missing.
+
+    "oracle": knows v, s, c (the complete-modality floor: clip(k (s v + c)), as probe_noise_floor).
+    "oracle_text_missing": knows s, c and the echo channels' mean m over the real frames, not v.
+    m = ρ v / 2 + N(0, 1 / (L n_echo)) given v and the length L, so P(v | m) ∝ N(m; ρ v / 2, 1 / (L n_echo))
+    (v uniform on {±1, ±2}), and the MAE-optimal prediction is the median of the mixture
+    Σ_v P(v | m) N(k (s v + c), (σ k)²), clipped (clipping is monotone). Glitched values read as 0,
+    as the loader does (2 % of the samples have one such value). `data`: make_probe(..., echo=echo).
+    """
+    p = _preset(preset)
+    lat = probe_latents(n=n, seed=seed, preset=preset)["test"]
+    y = lat["label"]
+    k, (lo, hi) = p.label_scale, p.label_range
+    s, c = lat["tone"].astype(np.float64), lat["smile"]
+    out = {"oracle": msa_metrics(np.clip(k * (s * lat["valence"] + c), lo, hi).astype(np.float32), y, p.dataset)}
+    test = data["test"]
+    audio = np.nan_to_num(test["audio"], nan=0.0, posinf=0.0, neginf=0.0)
+    L = np.asarray(test["audio_lengths"], dtype=np.float64)
+    m = audio[:, :, p.n_tone: p.n_tone + p.n_echo].sum(axis=(1, 2)) / (L * p.n_echo)  # (N,)
+    vals = np.array(VALENCES, dtype=np.float64)  # (4,)
+    if echo > 0:
+        loglik = -0.5 * (m[:, None] - echo * vals[None, :] / 2) ** 2 * (L * p.n_echo)[:, None]  # (N, 4)
+        post = np.exp(loglik - loglik.max(1, keepdims=True))
+        post /= post.sum(1, keepdims=True)
+    else:
+        post = np.full((len(y), 4), 0.25)
+    sd = LABEL_NOISE * k
+    preds = np.empty(len(y))
+    for i in range(len(y)):
+        means = k * (s[i] * vals + c[i])  # (4,)
+
+        def excess(x: float) -> float:
+            return float((post[i] * norm.cdf((x - means) / sd)).sum() - 0.5)
+
+        preds[i] = brentq(excess, means.min() - 10 * sd, means.max() + 10 * sd, xtol=1e-10)
+    out["oracle_text_missing"] = msa_metrics(np.clip(preds, lo, hi).astype(np.float32), y, p.dataset)
+    return out
+
+
+def _check_echo(echo: float) -> bool:
+    if not (isinstance(echo, (int, float)) and np.isfinite(echo) and echo >= 0):
+        raise ConfigError(f"echo={echo!r}: expected a number >= 0 (0 = no valence echo in the audio)")
+    return echo > 0
+
+
+def _add_echo(audio: np.ndarray, lengths: np.ndarray, valence: np.ndarray, p: ProbePreset, echo: float) -> None:
+    """audio[t, n_tone + j] += ρ v / 2 on the real frames of the echo channels (in place)."""
+    chans = slice(p.n_tone, p.n_tone + p.n_echo)
+    real = ~_pad_mask(lengths, p.audio_len)  # (N, La)
+    shift = (np.float32(echo / 2) * valence.astype(np.float32))[:, None, None]  # (N, 1, 1)
+    audio[:, :, chans] += np.where(real[:, :, None], shift, np.float32(0.0))
 
 
 # --------------------------------------------------------------------------------------- generation

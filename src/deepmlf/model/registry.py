@@ -35,6 +35,7 @@ from ..errors import ConfigError
 # Modules whose import registers arches (imported on the first lookup). One line per new arch module.
 ARCH_MODULES: tuple[str, ...] = (
     "deepmlf.model.build",  # deepmlf
+    "deepmlf.model.umca",  # umca
     "deepmlf.model.magt",  # magt, concat (ERC stage 2)
     "deepmlf.model.erc_stage1",  # erc-utterance-head (ERC stage 1)
 )
