@@ -145,11 +145,10 @@ def _probe(directory: Path, target: Path, what: str) -> None:
     probe: str | None = None
     try:
         fd, probe = tempfile.mkstemp(prefix=_PROBE_PREFIX, dir=directory)
-        try:
-            os.write(fd, b"\0" * _PROBE_BYTES)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with os.fdopen(fd, "wb") as f:  # buffered: a short write (nearly full disk) is retried until ENOSPC
+            f.write(b"\0" * _PROBE_BYTES)
+            f.flush()
+            os.fsync(f.fileno())
     except OSError as e:
         raise WriteError(f"{what} {target}: cannot write in {directory}: {e.strerror or e}"
                          + (f" ({_HINTS[e.errno]})" if e.errno in _HINTS else "") + "; nothing was started") from e
