@@ -98,9 +98,11 @@ def probe_rationale(*, valence: int, tone: int, smile: float, score: float, word
 
 
 def probe_rationales(data: Mapping[str, Mapping[str, Any]], latents: Mapping[str, Mapping[str, np.ndarray]], *,
-                     label_scale: float = 1.0, label_range: tuple[float, float] = (-3.0, 3.0)) -> dict[str, str]:
+                     label_scale: float = 1.0, label_range: tuple[float, float] = (-3.0, 3.0),
+                     with_word: bool = True) -> dict[str, str]:
     """id -> rationale for every split of a probe (`make_probe` dict + `probe_latents`). The
-    Prediction is the noise-free score clip(k (s v + c)) the cues imply (what the teacher can know)."""
+    Prediction is the noise-free score clip(k (s v + c)) the cues imply (what the teacher can know);
+    `with_word` adds the sentiment word of the transcript to the Text field, "positive (great)"."""
     from ..data.synth import ADJECTIVES, VERBS
 
     lexicon = {w for words in (*ADJECTIVES.values(), *VERBS.values()) for w in words}
@@ -110,7 +112,7 @@ def probe_rationales(data: Mapping[str, Mapping[str, Any]], latents: Mapping[str
         lat = latents[name]
         for i, sid in enumerate(split["id"]):
             v, s, c = int(lat["valence"][i]), int(lat["tone"][i]), float(lat["smile"][i])
-            word = next((w for w in str(split["raw_text"][i]).split() if w in lexicon), None)
+            word = next((w for w in str(split["raw_text"][i]).split() if w in lexicon), None) if with_word else None
             score = float(np.clip(label_scale * (s * v + c), lo, hi))
             out[str(sid)] = probe_rationale(valence=v, tone=s, smile=c, score=score, word=word)
     return out
