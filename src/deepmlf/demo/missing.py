@@ -43,7 +43,7 @@ VARIANTS: dict[str, list[str]] = {
     "DeepMLF double flow": DF,
     "double flow + MIA": DF + ["model.double_flow.mia=true"],
     "double flow + MIA + RnC": DF + ["model.double_flow.mia=true", "model.double_flow.lambda_rnc=0.5"],
-    "UMCA": ["model.arch=umca"],
+    "UMCA": ["model.arch=umca", "train.lr_parts={}"],  # the preset's gate lr factor is DeepMLF's
 }
 KEYS = ("MAE", "Has0_acc_2")
 
