@@ -266,9 +266,7 @@ def _build_double_flow(cfg: Config, backbone: Backbone) -> nn.Module:
                                embed_rms=embed_rms),
         mia=MIA(d_model=D, d_av=d_av, hidden=df.mia_hidden, dropout=df.mia_dropout) if df.mia else None,
         rnc_proj=rnc,
-        weights=DoubleFlowWeights(w_full=df.w_full, w_missing=df.w_missing, lambda_mkd=df.lambda_mkd,
-                                  lambda_query=df.lambda_query, lambda_rs=df.lambda_rs, lambda_rnc=df.lambda_rnc,
-                                  rnc_tau=df.rnc_tau, task_loss=df.task_loss),
+        weights=DoubleFlowWeights.from_config(df),
     )
 
 

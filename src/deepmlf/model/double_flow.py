@@ -49,6 +49,12 @@ class DoubleFlowWeights:
     rnc_tau: float = 2.0
     task_loss: str = "l1"
 
+    @classmethod
+    def from_config(cls, df) -> "DoubleFlowWeights":
+        """From a `config.DoubleFlowConfig` (model.double_flow)."""
+        return cls(w_full=df.w_full, w_missing=df.w_missing, lambda_mkd=df.lambda_mkd, lambda_query=df.lambda_query,
+                   lambda_rs=df.lambda_rs, lambda_rnc=df.lambda_rnc, rnc_tau=df.rnc_tau, task_loss=df.task_loss)
+
 
 class ImaginedTokens(nn.Module):
     """Ĩ = rms_e · normalise(Linear(Attn(Q, Z, Z))): (B, S, D_av) AV memory -> (B, n_i, D) input embeddings."""

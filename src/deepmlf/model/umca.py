@@ -217,11 +217,7 @@ class UMCA(nn.Module):
 
 def build_umca(cfg, *, dims: Mapping[str, int], backbone: Backbone) -> UMCA:
     m, df = cfg.model, cfg.model.double_flow
-    weights = None
-    if df.enabled:
-        weights = DoubleFlowWeights(w_full=df.w_full, w_missing=df.w_missing, lambda_mkd=df.lambda_mkd,
-                                    lambda_query=df.lambda_query, lambda_rs=df.lambda_rs, lambda_rnc=df.lambda_rnc,
-                                    rnc_tau=df.rnc_tau, task_loss=df.task_loss)
+    weights = DoubleFlowWeights.from_config(df) if df.enabled else None
     return UMCA(backbone=backbone, audio_dim=dims["audio"], vision_dim=dims["vision"], d=m.umca.d, d_out=m.umca.d_out,
                 dropout=m.umca.dropout, double_flow=weights, imagined_tokens=df.imagined_tokens, mia=df.mia,
                 rnc_dim=df.rnc_dim)
