@@ -63,3 +63,29 @@ def test_demo_model_trains_a_step_on_smollm2(smollm2):
     assert 0 < out.loss_terms["lm"].item() < 40 and torch.isfinite(out.loss)
     out.loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_rationale_head_on_smollm2_keeps_text_states_and_decodes(smollm2):
+    """The demo's rationale model (first 8 layers, LoRA on 6-7) on real weights: the suffix leaves the
+    text and fusion states alone, and greedy decoding is deterministic and bounded."""
+    from deepmlf.model.rationale import tokenize_rationales
+
+    cfg = load_config(preset="demo", overrides=[
+        "model.backbone_layers=8", "model.mm_layers=[5,6,7]", "model.n_fusion=4", "model.rationale.enabled=true",
+        "model.rationale.path=t.jsonl", "model.rationale.lora_layers=2", "model.rationale.max_len=5"])
+    torch.manual_seed(0)
+    model = build_model(cfg, audio_dim=5, vision_dim=7, backbone=smollm2()).eval()
+    for p in model._lora:
+        torch.nn.init.normal_(p, std=0.05)
+    b = _text_batch(model.lm.backbone)
+    with torch.no_grad():
+        ref = model(b)
+        b.rationale_ids, b.rationale_mask = tokenize_rationales(
+            model.tokenizer, ["Voice: sarcastic", "Voice: sincere", None, "Face: smile"], 5)
+        out = model(b)
+    assert out.rationale_logits.shape[:2] == (4, 5)
+    for name in ("y_t", "y_o", "y_f"):
+        torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0, atol=1e-5)
+    first, ids = model.explain(b)
+    again, ids2 = model.explain(b)
+    assert torch.equal(ids, ids2) and ids.shape[1] <= 5 and first.rationale == again.rationale
