@@ -35,7 +35,7 @@ DEMOS: dict[str, Demo] = {
     "deepmlf": Demo("deepmlf.demo:run_demo", "DeepMLF vs text-only vs AV-only on the fusion probe (~10 min)", "runs/demo"),
     "missing": Demo("deepmlf.demo.missing:run", "complete vs text-missing on the echo probe: DeepMLF, text dropout, "
                     "double flow (+MIA, +RnC), UMCA, oracles", "runs/demo-missing"),
-    "erc": Demo("deepmlf.demo.erc:run_demo_erc", "MAGTKD on the dialogue probe: text / audio / KD / Concat / MAGT / oracle (~3 min)", "runs/demo-erc"),
+    "erc": Demo("deepmlf.demo.erc:run_demo_erc", "MAGTKD on the dialogue probe: text / audio / KD / Concat / MAGT / oracle (~2 min)", "runs/demo-erc"),
     "rationale": Demo("deepmlf.demo.rationale_demo:run", "a generated rationale beside every score: assistant, text-only control, distilled student on the fusion probe (symbolic teacher; ~8 min)", "runs/demo-rationale"),
 }
 
