@@ -196,7 +196,7 @@ def check_numbers(model, sw: Switches, batch: Batch, variants: dict[str, dict]) 
     drops = [(m, m.p) for m in model.modules() if isinstance(m, nn.Dropout)]
     for m, _ in drops:
         m.p = 0.0
-    attn = [(m, m.attn_dropout) for m in model.modules() if hasattr(m, "attn_dropout")]
+    attn = [(m, m.attn_dropout) for m in model.modules() if isinstance(getattr(m, "attn_dropout", None), float)]
     for m, _ in attn:
         m.attn_dropout = 0.0
     results = {}
