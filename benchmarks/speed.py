@@ -305,6 +305,7 @@ def main() -> None:
         with FlopCounterMode(display=False) as fc:
             step(pool[0])
         flops[n] = fc.get_total_flops()
+        print(f"warm-up {n}: {flops[n] / 1e9:.0f} GFLOP", flush=True)
     resting = rss_bytes()
     order = list(variants)
     for r in range(args.rounds):
@@ -315,10 +316,15 @@ def main() -> None:
             with PeakRSS() as pk:
                 times[n].append(step(pool[r % len(pool)]))
             peaks[n] = max(peaks[n], pk.peak - base)
+        # After every round: a run cut short still leaves its table.
+        print_table(variants, times, peaks, flops, resting, sw, B, cfg, peak32, peak16, r + 1)
+
+
+def print_table(variants, times, peaks, flops, resting, sw, B, cfg, peak32, peak16, rounds) -> None:
     ref = statistics.median(times["one-pass"])
     ref_mem = resting + peaks["one-pass"]
     print(f"\nresting RSS (weights, optimiser, pool; caches counted per variant) {resting / 2**30:.2f} GiB; "
-          f"{args.rounds} interleaved rounds\n")
+          f"{rounds} interleaved rounds\n", flush=True)
     print("| variant | step s (median) | IQR | samples/s | speed-up vs one-pass | peak memory GiB | vs one-pass | "
           "GFLOP/step | achieved % of peak |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -331,7 +337,7 @@ def main() -> None:
         print(f"| {n} | {med:.3f} | {q[0]:.3f}–{q[1]:.3f} | {B / med:.1f} | {ref / med:.2f}× | {mem / 2**30:.2f} | "
               f"{mem / ref_mem:.2f}× | {flops[n] / 1e9:.0f} | {flops[n] / med / peak * 100:.0f} % |")
     print(f"\nprefix cache: {len(sw.cache)} entries, {sw.cache.nbytes / 2**20:.0f} MiB, hits {sw.cache.hits}, "
-          f"misses {sw.cache.misses}")
+          f"misses {sw.cache.misses}", flush=True)
 
 
 def _merge(pool: list[Batch]) -> Batch:

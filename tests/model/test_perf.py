@@ -299,3 +299,13 @@ def test_build_model_applies_the_perf_section(new_backbone):
     assert m.lm.dynamic_padding and m.lm_loss_chunk == 8 and m.lm.prefix_cache.max_bytes == 3 * 2**20
     assert m.lm.autocast_mode == "auto" and m.eval_inference_mode
     assert any(type(layer).__name__ == "CheckpointedLayer" for layer in m.lm.backbone.layers)
+
+
+def test_checkpoint_frozen_with_the_text_cache(new_backbone):
+    # model.text_cache runs the fusion tokens against a KV cache: those layers are not checkpointed
+    # (a recompute would append to the cache twice); the numbers stay the reference's.
+    batch = make_batch(B=4, T=7, seed=18)
+    kw = {"ffw_tokens": "fusion", "text_cache": True}
+    ref, gr = _step(_build(new_backbone, **kw), batch)
+    out, go = _step(_build(new_backbone, {"checkpoint_frozen": True}, **kw), batch)
+    _assert_same(out, ref, go, gr)

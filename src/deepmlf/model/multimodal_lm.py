@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
+from transformers.cache_utils import Cache
 
 from ..backbones.adapter import Backbone
 from ..errors import BackboneError
@@ -147,6 +148,10 @@ def _like_layer_output(h: Tensor, returns_tuple: bool):
 
 def _run_layer(layer: nn.Module, use_checkpoint: bool, hidden_states: Tensor, *args, **kwargs):
     # Activation checkpointing (perf.checkpoint_frozen): only where a gradient flows through.
+    # Not in a pass that appends to a KV cache (model.text_cache's fusion pass): recomputing the
+    # layer in backward would append its keys/values a second time.
+    if any(isinstance(a, Cache) for a in (*args, *kwargs.values())):  # GPT-2 passes it positionally
+        use_checkpoint = False
     if use_checkpoint and torch.is_grad_enabled() and hidden_states.requires_grad:
         return checkpoint(layer, hidden_states, *args, use_reentrant=False, **kwargs)
     return layer(hidden_states, *args, **kwargs)
