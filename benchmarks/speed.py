@@ -300,8 +300,10 @@ def main() -> None:
     # first batch counting FLOPs (in the steady state: cache warm).
     for n, v in variants.items():
         sw.apply(v)
-        for b in pool if v.get("prefix_cache") else ():  # fill the cache (the others need no warm-up
-            step(b)  # beyond the counted step: one model, already warm)
+        # Fill the cache (the others need no warm-up beyond the counted step: one model, already
+        # warm); not where training bypasses it (backbone dropout on: the paper presets).
+        for b in pool if v.get("prefix_cache") and not cfg.model.backbone_dropout else ():
+            step(b)
         with FlopCounterMode(display=False) as fc:
             step(pool[0])
         flops[n] = fc.get_total_flops()
