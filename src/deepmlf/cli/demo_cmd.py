@@ -36,7 +36,7 @@ DEMOS: dict[str, Demo] = {
     "missing": Demo("deepmlf.demo.missing:run", "complete vs text-missing on the echo probe: DeepMLF, text dropout, "
                     "double flow (+MIA, +RnC), UMCA, oracles", "runs/demo-missing"),
     "erc": Demo("deepmlf.demo.erc:run_demo_erc", "MAGTKD on the dialogue probe: text / audio / KD / Concat / MAGT / oracle (~2 min)", "runs/demo-erc"),
-    "rationale": Demo("deepmlf.demo.rationale_demo:run", "a generated rationale beside every score: assistant, text-only control, distilled student on the fusion probe (symbolic teacher; ~8 min)", "runs/demo-rationale"),
+    "rationale": Demo("deepmlf.demo.rationale_demo:run", "a generated rationale beside every score: assistant, text-only control, distilled student on the fusion probe (symbolic teacher; ~5 min; does not yet learn the format, RESULTS.md)", "runs/demo-rationale"),
 }
 
 
