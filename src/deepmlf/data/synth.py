@@ -406,17 +406,23 @@ def _audio(tone: np.ndarray, p: ProbePreset, rng: np.random.Generator) -> tuple[
     x = rng.standard_normal((n, p.audio_len, p.audio_dim), dtype=np.float32)  # (N, La, Da)
     x[:, :, : p.n_tone] += np.float32(TONE_SHIFT) * tone[:, None, None].astype(np.float32)
     x[_pad_mask(lengths, p.audio_len)] = 0.0
-    # COVAREP-like glitches: one NaN/±inf on a non-tone channel of a real frame, in a few samples
-    # of every split (so each split exercises the loader's repair).
+    # COVAREP-like glitches on a non-tone channel of a real frame
+    _add_glitches(x, lengths, lambda k: rng.integers(p.n_tone, p.audio_dim, k), rng)
+    return x, lengths
+
+
+def _add_glitches(x: np.ndarray, lengths: np.ndarray, pick_channels, rng: np.random.Generator) -> None:
+    """One NaN/±inf in a real frame of a few samples of every split (so each split exercises the
+    loader's repair), on the channels `pick_channels(k)` draws. The draw order is part of the probe
+    file's bytes: rows per split, frames, channels, values."""
     picked = []
-    for sl in _split_slices(n).values():
+    for sl in _split_slices(x.shape[0]).values():
         size = sl.stop - sl.start
         picked.append(sl.start + rng.choice(size, size=max(1, int(round(NONFINITE_RATE * size))), replace=False))
     rows = np.concatenate(picked)
     frames = rng.integers(0, lengths[rows])
-    chans = rng.integers(p.n_tone, p.audio_dim, rows.shape[0])  # never a tone channel
+    chans = pick_channels(rows.shape[0])
     x[rows, frames, chans] = rng.choice(np.array([np.nan, np.inf, -np.inf], dtype=np.float32), rows.shape[0])
-    return x, lengths
 
 
 def _vision(smile: np.ndarray, p: ProbePreset, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -447,14 +453,7 @@ def _features(latents: dict[str, np.ndarray], layout: CueLayout, modality: str, 
     x[_pad_mask(lengths, seq_len)] = 0.0
     if glitches:
         free = np.setdiff1d(np.arange(dim), cue_channels)  # never a cue channel
-        picked = []
-        for sl in _split_slices(n).values():
-            size = sl.stop - sl.start
-            picked.append(sl.start + rng.choice(size, size=max(1, int(round(NONFINITE_RATE * size))), replace=False))
-        rows = np.concatenate(picked)
-        frames = rng.integers(0, lengths[rows])
-        chans = free[rng.integers(0, len(free), rows.shape[0])]
-        x[rows, frames, chans] = rng.choice(np.array([np.nan, np.inf, -np.inf], dtype=np.float32), rows.shape[0])
+        _add_glitches(x, lengths, lambda k: free[rng.integers(0, len(free), k)], rng)
     return x, lengths
 
 

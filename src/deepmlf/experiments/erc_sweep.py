@@ -13,22 +13,15 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from ..config_erc import ERC_PRESETS, ERCConfig, load_erc_config
-from .spec import Cell, SweepSpec, _as_override_list, _Strict, _yaml_scalar, expand_cells, load_spec
+from .spec import BaseSpec, Cell, SweepSpec, _yaml_scalar, expand_cells, load_spec
 
 
-class ERCBaseSpec(_Strict):
-    preset: str | None = None  # erc-meld, erc-iemocap, erc-demo, erc-authors
-    config: str | None = None  # an ERC config YAML, relative to the spec file
-    set: list[str] = Field(default_factory=list)
-
-    @field_validator("set", mode="before")
-    @classmethod
-    def _set_list(cls, v: Any) -> list[str]:
-        return _as_override_list(v, "base.set")
+class ERCBaseSpec(BaseSpec):
+    """The sweep's `base:` block, with the ERC presets (erc-meld, erc-iemocap, erc-demo, erc-authors)."""
 
     @field_validator("preset")
     @classmethod
-    def _known(cls, v: str | None) -> str | None:
+    def _known_preset(cls, v: str | None) -> str | None:  # replaces BaseSpec's (MSA presets) by name
         if v is not None and v not in ERC_PRESETS:
             raise ValueError(f"unknown ERC preset {v!r}; choose one of {', '.join(ERC_PRESETS)}")
         return v
