@@ -112,3 +112,14 @@ def test_run_dir_refuses_another_config(tmp_path):
                                                                   "model.gate=none"])
     with pytest.raises(ConfigError, match="holds an ERC run with another configuration"):
         train_erc(other, tmp_path / "r", data=data, progress=False)
+
+
+def test_a_run_dir_held_by_another_writer_is_refused(tmp_path):
+    from deepmlf.runlock import RunDirLocked, run_lock
+
+    data, _, _ = probe_data()
+    cfg = load_erc_config(preset="erc-demo", overrides=SMALL + ["train.seeds=[1]", "model.modalities=[text]"])
+    with run_lock(tmp_path / "r"):  # another open file description: flock refuses it as it would another process
+        with pytest.raises(RunDirLocked, match="is in use by pid"):
+            train_erc(cfg, tmp_path / "r", data=data, progress=False)
+    assert not any((tmp_path / "r").glob("seed-*"))

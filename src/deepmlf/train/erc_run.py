@@ -31,6 +31,7 @@ from ..io import write_json, write_text
 from ..model.magt import stage2_inputs
 from ..model.registry import build_arch, get_arch
 from ..rundir import seed_dir
+from ..runlock import run_lock
 from ..tasks import ClassificationTask
 from .checkpoint import BEST, load_best
 from .distributed import say
@@ -255,22 +256,24 @@ def train_erc(cfg: ERCConfig, run_dir: str | Path, *, data: ERCData | None = Non
     _check_splits(data)
     cfg = resolve(cfg, data)
     task = erc_task(cfg)
-    cfg_file = run_dir / "config.yaml"
-    tree = cfg.model_dump()
-    if cfg_file.exists() and any(run_dir.glob("seed-*")):
-        old = yaml.safe_load(cfg_file.read_text()) or {}
-        old.setdefault("train", {})["seeds"] = tree["train"]["seeds"]  # adding seeds is allowed
-        if old != tree:
-            raise ConfigError(f"{run_dir} holds an ERC run with another configuration (config.yaml); use a new --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(cfg_file, yaml.safe_dump(tree, sort_keys=False))
-    write_json(run_dir / "task.json", task.spec())
-    write_json(run_dir / "speakers.json", {"mode": data.speaker_mode, "vocab": data.speaker_vocab})
-    result = None
-    for seed in cfg.train.seeds:
-        train_erc_seed(cfg, data, seed, run_dir, resume=resume, progress=progress, callbacks=callbacks)
-        result = aggregate(run_dir, task)
-        write_results(result)
+    # One writer per run dir, as for `deepmlf train` (deepmlf.runlock; issue 9 item 2).
+    with run_lock(run_dir, say=say):
+        cfg_file = run_dir / "config.yaml"
+        tree = cfg.model_dump()
+        if cfg_file.exists() and any(run_dir.glob("seed-*")):
+            old = yaml.safe_load(cfg_file.read_text()) or {}
+            old.setdefault("train", {})["seeds"] = tree["train"]["seeds"]  # adding seeds is allowed
+            if old != tree:
+                raise ConfigError(f"{run_dir} holds an ERC run with another configuration (config.yaml); use a new --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(cfg_file, yaml.safe_dump(tree, sort_keys=False))
+        write_json(run_dir / "task.json", task.spec())
+        write_json(run_dir / "speakers.json", {"mode": data.speaker_mode, "vocab": data.speaker_vocab})
+        result = None
+        for seed in cfg.train.seeds:
+            train_erc_seed(cfg, data, seed, run_dir, resume=resume, progress=progress, callbacks=callbacks)
+            result = aggregate(run_dir, task)
+            write_results(result)
     if progress and result is not None:
         from ..cli.common import console
 
