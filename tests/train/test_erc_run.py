@@ -110,8 +110,26 @@ def test_run_dir_refuses_another_config(tmp_path):
     assert sorted(train_erc(more, tmp_path / "r", data=data, progress=False).per_seed) == [1, 2]
     other = load_erc_config(preset="erc-demo", overrides=SMALL + ["train.seeds=[1]", "model.modalities=[text]",
                                                                   "model.gate=none"])
-    with pytest.raises(ConfigError, match="holds an ERC run with another configuration"):
+    with pytest.raises(ConfigError, match=r"another configuration \(model.gate;"):
         train_erc(other, tmp_path / "r", data=data, progress=False)
+    # --overwrite starts over with the new configuration; the old seeds are gone
+    result = train_erc(other, tmp_path / "r", data=data, overwrite=True, progress=False)
+    assert sorted(result.per_seed) == [1] and not (tmp_path / "r" / "seed-2").exists()
+
+
+def test_unfinished_work_is_refused_without_resume(tmp_path):
+    from deepmlf.errors import ConfigError, RunDirError
+
+    data, _, _ = probe_data()
+    cfg = load_erc_config(preset="erc-demo", overrides=SMALL + ["train.seeds=[1]", "model.modalities=[text]"])
+    train_erc(cfg, tmp_path / "r", data=data, progress=False)
+    (tmp_path / "r" / "seed-1" / "DONE").unlink()  # as if killed after its last epoch
+    with pytest.raises(RunDirError, match=r"holds unfinished work \(seed 1: stage 2\): pass --resume"):
+        train_erc(cfg, tmp_path / "r", data=data, progress=False)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        train_erc(cfg, tmp_path / "r", data=data, resume=True, overwrite=True, progress=False)
+    resumed = train_erc(cfg, tmp_path / "r", data=data, resume=True, progress=False)
+    assert (tmp_path / "r" / "seed-1" / "DONE").exists() and sorted(resumed.per_seed) == [1]
 
 
 def test_a_run_dir_held_by_another_writer_is_refused(tmp_path):

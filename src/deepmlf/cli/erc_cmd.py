@@ -172,11 +172,15 @@ def train(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRESET, dat
           overrides: Optional[list[str]] = _SET, features: Optional[list[str]] = _FEAT,
           out: Path = typer.Option(..., "--out", help="Run directory."),
           resume: bool = typer.Option(False, "--resume", help="Continue unfinished seeds from last.pt."),
+          overwrite: bool = typer.Option(False, "--overwrite", help="Start over: remove the run already in --out "
+                                         "(seed-*, config, results) first. Without it (or --resume), unfinished work "
+                                         "there is refused."),
           progress: bool = typer.Option(True, "--progress/--no-progress")) -> None:
     """Stage 1 (if not done) and stage 2 for every seed; results.csv/json with mean ± std over seeds."""
     from ..train.erc_run import train_erc
 
-    train_erc(_cfg(config, preset, data, overrides, features), out, resume=resume, progress=progress)
+    train_erc(_cfg(config, preset, data, overrides, features), out, resume=resume, overwrite=overwrite,
+              progress=progress)
 
 
 @erc_app.command("evaluate")

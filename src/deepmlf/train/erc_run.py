@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -26,8 +27,8 @@ from ..config_erc import ERCConfig, erc_config_from_dict
 from ..data.erc import Conversation, ERCData, load_erc
 from ..data.erc.batch import ConversationDataset, dialogue_loader
 from ..encoders.features import attach_features, save_features
-from ..errors import ConfigError, DataError
-from ..io import write_json, write_text
+from ..errors import ConfigError, DataError, RunDirError
+from ..io import remove_orphaned_temps, write_json, write_text
 from ..model.magt import stage2_inputs
 from ..model.registry import build_arch, get_arch
 from ..rundir import seed_dir
@@ -37,7 +38,7 @@ from .checkpoint import BEST, load_best
 from .distributed import say
 from .evaluate import Predictions, collect_predictions
 from .loop import EpochCallback, FitResult, Stage, fit, make_accelerator
-from .run import DONE, RunResult, aggregate, results_table, write_results, write_seed_outputs
+from .run import DONE, RunResult, aggregate, config_differences, results_table, write_results, write_seed_outputs
 
 STAGE1_HEADS = {"text": "text", "audio": "audio", "audio_kd": "audio", "video": "video", "video_kd": "video"}
 
@@ -248,8 +249,11 @@ def train_stage2(cfg: ERCConfig, data2: ERCData, seed: int, sdir: Path, *, resum
 
 
 def train_erc(cfg: ERCConfig, run_dir: str | Path, *, data: ERCData | None = None, resume: bool = False,
-              progress: bool = True, callbacks: Iterable[EpochCallback] = ()) -> RunResult:
-    """Both stages for every seed of `cfg.train.seeds` into `run_dir`; results mean ± std over seeds."""
+              overwrite: bool = False, progress: bool = True, callbacks: Iterable[EpochCallback] = ()) -> RunResult:
+    """Both stages for every seed of `cfg.train.seeds` into `run_dir`; results mean ± std over seeds.
+
+    As `deepmlf train`: unfinished work in `run_dir` needs `resume` (continue) or `overwrite`
+    (start over), and a run dir holds one configuration (`prepare_erc_run_dir`)."""
     run_dir = Path(run_dir)
     get_arch(cfg.model.arch, task="erc", option="model.arch")  # an unknown arch fails before any data is read
     data = load_erc_data(cfg) if data is None else data
@@ -258,13 +262,9 @@ def train_erc(cfg: ERCConfig, run_dir: str | Path, *, data: ERCData | None = Non
     task = erc_task(cfg)
     # One writer per run dir, as for `deepmlf train` (deepmlf.runlock; issue 9 item 2).
     with run_lock(run_dir, say=say):
-        cfg_file = run_dir / "config.yaml"
         tree = cfg.model_dump()
-        if cfg_file.exists() and any(run_dir.glob("seed-*")):
-            old = yaml.safe_load(cfg_file.read_text()) or {}
-            old.setdefault("train", {})["seeds"] = tree["train"]["seeds"]  # adding seeds is allowed
-            if old != tree:
-                raise ConfigError(f"{run_dir} holds an ERC run with another configuration (config.yaml); use a new --out")
+        prepare_erc_run_dir(tree, run_dir, resume=resume, overwrite=overwrite)
+        cfg_file = run_dir / "config.yaml"
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(cfg_file, yaml.safe_dump(tree, sort_keys=False))
         write_json(run_dir / "task.json", task.spec())
@@ -279,6 +279,63 @@ def train_erc(cfg: ERCConfig, run_dir: str | Path, *, data: ERCData | None = Non
 
         console.print(results_table(result))
     return result
+
+
+_ERC_RUN_FILES = ("config.yaml", "task.json", "speakers.json", "results.csv", "results.json")
+
+
+def erc_unfinished_work(run_dir: Path, seeds: Iterable[int]) -> list[str]:
+    """Seeds of `run_dir` with training logged (a history or last.pt, stage 1 or 2) and not finished."""
+    found = []
+    for seed in seeds:
+        sdir = seed_dir(run_dir, seed)
+        if not sdir.is_dir() or (sdir / DONE).exists():
+            continue
+        # A finished part (a DONE beside it or above it, e.g. stage1/DONE of `erc pretrain`) is reusable.
+        logged = sorted("stage 2" if p.parent == sdir else p.parent.relative_to(sdir).as_posix() for p in sdir.rglob("*")
+                        if p.name in ("history.jsonl", "last.pt")
+                        and not any((d / DONE).exists() for d in p.parents if d != sdir and sdir in d.parents))
+        if logged:
+            found.append(f"seed {seed}: {', '.join(dict.fromkeys(logged))}")
+    return found
+
+
+def prepare_erc_run_dir(tree: dict[str, Any], run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Under the run lock, before anything is written (the ERC twin of `run.prepare_run_dir`):
+    orphaned temporary files go; --overwrite removes the previous run; unfinished work is refused
+    without --resume; a run written with another configuration is refused, naming the keys
+    (adding seeds is allowed)."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: continue the run, or start it over")
+    if not run_dir.exists():
+        return
+    orphans = remove_orphaned_temps(run_dir)
+    if orphans:
+        say(f"{run_dir}: removed {len(orphans)} temporary file(s) an interrupted write left behind")
+    if overwrite:
+        removed = [p.name for p in sorted(run_dir.glob("seed-*")) if p.is_dir()]
+        for p in sorted(run_dir.glob("seed-*")):
+            shutil.rmtree(p)
+        for name in _ERC_RUN_FILES:
+            if (run_dir / name).is_file():
+                (run_dir / name).unlink()
+                removed.append(name)
+        if removed:
+            say(f"{run_dir}: --overwrite: removed the previous run ({', '.join(removed)})")
+        return
+    if not resume:
+        left = erc_unfinished_work(run_dir, tree["train"]["seeds"])
+        if left:
+            raise RunDirError(f"{run_dir} holds unfinished work ({'; '.join(left)}): pass --resume to continue or "
+                              "--overwrite to start over")
+    cfg_file = run_dir / "config.yaml"
+    if cfg_file.exists() and any(run_dir.glob("seed-*")):
+        old = yaml.safe_load(cfg_file.read_text()) or {}
+        diff = config_differences(old, tree, ignore=("train.seeds",))
+        if diff:
+            shown = ", ".join(diff[:8]) + (" ..." if len(diff) > 8 else "")
+            raise ConfigError(f"{run_dir} holds an ERC run with another configuration ({shown}; config.yaml); "
+                              "use a new --out, --overwrite, or the same settings to continue it")
 
 
 def read_run_config(run_dir: str | Path) -> ERCConfig:
