@@ -17,6 +17,8 @@ every variant sees are the same kind of random numbers; timing does not depend o
   one-pass        the frozen prefix in one pass over T+K tokens with its graph kept, full-vocabulary
                   logits on every position: structured like the authors' code (the baseline)
   split           the default: text through the frozen prefix under no_grad, then the fusion tokens
+  +text_cache     presets with model.text_cache (the demo): the frozen text states once, then the
+                  fusion tokens alone (its `all exact` variants keep it on; one-pass/split turn it off)
   +<switch>       the default plus one `perf` switch
   all exact       every exact switch; `+bf16` adds perf.autocast=bf16 (not exact)
 One step = forward + backward + gradient clipping + AdamW step, in training mode.
@@ -28,6 +30,10 @@ FLOPs per step (torch.utils.flop_counter over the executed step, recomputation i
 warm-up step) and the achieved fraction of this machine's measured matmul peak (fp32 or bf16).
 --check first compares every exact variant's loss and gradients with one-pass on one batch
 (dropout off, so the draws cannot differ).
+--grouped draws each batch as length-grouped sampling does (data.length_grouped): a window of
+--group-window x B transcripts sorted by length, B consecutive ones taken.
+bf16 variants are left out on a CPU without AVX512-BF16/AMX (bf16 matmuls are emulated there, tens
+of times slower than fp32: the header prints both rates); --bf16 runs them anyway.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ from deepmlf.backbones.shaped import shaped_backbone
 from deepmlf.config import load_config
 from deepmlf.data.batch import Batch
 from deepmlf.model import build_model
+from deepmlf.model.multimodal_lm import TextStateCache
+from deepmlf.model.perf_switches import cpu_has_fast_bf16
 from deepmlf.model.prefix_cache import PrefixCache
 from deepmlf.train.optim import build_optimizer, grad_clip_parameters
 
@@ -78,6 +86,7 @@ VARIANTS: dict[str, dict] = {
     "+checkpoint_frozen": {"checkpoint_frozen": True},
     "all exact": dict(EXACT),
     "all exact -ckpt": {**EXACT, "checkpoint_frozen": False},
+    "+text_cache": {"text_cache": True},
     "all exact +bf16": {**EXACT, "autocast": "bf16"},
     "all +bf16 -ckpt": {**EXACT, "checkpoint_frozen": False, "autocast": "bf16"},
 }
@@ -143,13 +152,18 @@ def real_lengths(kind: str, cap: int) -> np.ndarray | None:
     return np.array([min(max(1, len(x)), cap) for x in tok(texts)["input_ids"]])
 
 
-def make_batch(B: int, T: int, vocab: int, dataset: str, seed: int, lengths: np.ndarray | None) -> Batch:
+def make_batch(B: int, T: int, vocab: int, dataset: str, seed: int, lengths: np.ndarray | None,
+               group_window: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     (la, da), (lv, dv) = FEATURES[dataset if dataset in FEATURES else "sims"]
+    n = B * max(1, group_window)
     if lengths is None:
-        text_len = torch.randint(max(1, T // 3), T + 1, (B,), generator=g)
+        text_len = torch.randint(max(1, T // 3), T + 1, (n,), generator=g)
     else:
-        text_len = torch.from_numpy(np.random.default_rng(seed).choice(lengths, B))
+        text_len = torch.from_numpy(np.random.default_rng(seed).choice(lengths, n))
+    if group_window:  # length-grouped sampling: B neighbours in a sorted window of group_window x B
+        k = int(torch.randint(0, group_window, (1,), generator=g))
+        text_len = text_len.sort(descending=True).values[k * B:(k + 1) * B]
     mask = (torch.arange(T)[None, :] < text_len[:, None]).long()
     return Batch(
         input_ids=torch.randint(0, vocab, (B, T), generator=g).masked_fill(mask == 0, 0),
@@ -170,6 +184,7 @@ class Switches:
     def __init__(self, model: nn.Module, cache_mb: int) -> None:
         self.model = model
         self.cache = PrefixCache(cache_mb * 2**20)
+        self.text_cache = model.lm.text_cache or TextStateCache()  # the preset's (model.text_cache) or a spare
         # GPT-2's tanh-GELU modules (backbone MLPs and FFW copies) and their fused replacement.
         self.gelus = [(m, m.act) for m in model.modules()
                       if hasattr(m, "act") and type(m.act).__name__ in ("NewGELUActivation", "GELUTanh")]
@@ -180,6 +195,7 @@ class Switches:
         lm.split_prefix = not v.get("one_pass", False)
         lm.dynamic_padding = v.get("dynamic_padding", False)
         lm.prefix_cache = self.cache if v.get("prefix_cache") else None
+        lm.text_cache = self.text_cache if v.get("text_cache") else None
         lm.autocast_mode = v.get("autocast", "off")
         lm.set_checkpoint_frozen(v.get("checkpoint_frozen", False))
         self.model.lm_loss_chunk = v.get("lm_loss_chunk", 0)
@@ -187,7 +203,11 @@ class Switches:
             m.act = self.fused if v.get("fused_gelu") else act
 
     def cache_bytes(self, v: dict) -> int:
-        return self.cache.nbytes if v.get("prefix_cache") else 0
+        n = self.cache.nbytes if v.get("prefix_cache") else 0
+        if v.get("text_cache"):  # the text cache keeps no byte count: sum its tensors
+            for kv, h in self.text_cache._store.values():
+                n += h.numel() * h.element_size() + sum(t.numel() * t.element_size() for pair in kv for t in pair)
+        return n
 
 
 # ----------------------------------------------------------------------------- runs
@@ -202,7 +222,7 @@ def check_numbers(model, sw: Switches, batch: Batch, variants: dict[str, dict]) 
     results = {}
     for name, v in variants.items():
         sw.apply(v)
-        for _ in range(2 if v.get("prefix_cache") else 1):  # the second call reads the cache
+        for _ in range(2 if v.get("prefix_cache") or v.get("text_cache") else 1):  # the second call reads the cache
             model.zero_grad(set_to_none=True)
             torch.manual_seed(0)
             out = model(batch)
@@ -231,6 +251,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timed steps per variant (interleaved)")
     ap.add_argument("--pool", type=int, default=3, help="distinct batches cycled (cache warm from round 2)")
     ap.add_argument("--lengths", default="uniform", choices=("uniform", "probe", "meld"))
+    ap.add_argument("--grouped", action="store_true", help="length-grouped batches (data.length_grouped)")
+    ap.add_argument("--group-window", type=int, default=50, help="with --grouped: window in batches")
+    ap.add_argument("--bf16", action="store_true", help="run bf16 variants even on a CPU without fast bf16")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--dtype", default="preset", help="backbone dtype (float32, bfloat16); default: the preset's")
     ap.add_argument("--cache-mb", type=int, default=2048)
@@ -246,10 +269,22 @@ def main() -> None:
         raise SystemExit(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
     if "one-pass" not in names:
         names.insert(0, "one-pass")
-    variants = {n: VARIANTS[n] for n in names}
 
     dtype_set = [f"model.dtype={args.dtype}"] if args.dtype != "preset" else []
     cfg = load_config(preset=args.preset, overrides=["model.av_encoder.init=random_tune", *args.sets, *dtype_set])
+    fast_bf16 = cpu_has_fast_bf16()
+    # model.text_cache (the demo): the preset's own default; every "all exact" variant keeps it.
+    preset_tc = bool(cfg.model.text_cache)
+    variants = {}
+    for n in names:
+        v = dict(VARIANTS[n])
+        if v.get("autocast") == "bf16" and not (fast_bf16 or args.bf16):
+            continue
+        if n == "+text_cache" and not preset_tc:
+            continue
+        if n.startswith("all") and preset_tc:
+            v["text_cache"] = True
+        variants[n] = v
     B = args.batch_size or (4 if args.smoke else cfg.data.batch_size)
     T = cfg.data.max_text_len
     shrink = {"vocab_size": 512, "mlp_size": 128} if args.smoke else {}
@@ -263,24 +298,29 @@ def main() -> None:
     clip = grad_clip_parameters(opt, exclude_groups=("av", "av_no_decay"))
     sw = Switches(model, args.cache_mb)
     lengths = real_lengths(args.lengths, T)
-    pool = [make_batch(B, T, backbone.vocab_size, dataset, seed=s, lengths=lengths) for s in range(args.pool)]
+    window = args.group_window if args.grouped else 0
+    pool = [make_batch(B, T, backbone.vocab_size, dataset, seed=s, lengths=lengths, group_window=window)
+            for s in range(args.pool)]
     real = float(np.mean([float(b.attention_mask.float().mean()) for b in pool]))
     longest = float(np.mean([int(b.attention_mask.sum(1).max()) for b in pool]))
-    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    # Without AVX512-BF16/AMX bf16 matmuls are emulated (tens of times slower): a small one says so.
+    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16, *((2048, 3) if fast_bf16 else (512, 1)))
     counts = model.parameter_counts()
     print(f"preset {args.preset}: random {PRESET_SHAPES[args.preset]}-shaped backbone ({backbone.n_layers} layers, "
           f"D={backbone.hidden_size}, {cfg.model.dtype}), MM blocks after {cfg.model.mm_layers}, n_f={cfg.model.n_fusion}, "
           f"ffw={cfg.model.ffw}, augment={cfg.model.augment.kind}, backbone_dropout={cfg.model.backbone_dropout}, "
           f"lambda_lm={cfg.loss.lambda_lm}; {counts['trainable']:,} trainable / {counts['total']:,} parameters")
-    print(f"batch {B}, text {T} + {cfg.model.n_fusion} fusion tokens, lengths {args.lengths}: {real * 100:.0f} % real "
+    print(f"batch {B}, text {T} + {cfg.model.n_fusion} fusion tokens, lengths {args.lengths}"
+          f"{' length-grouped (window %d batches)' % window if window else ''}: {real * 100:.0f} % real "
           f"positions, longest transcript per batch {longest:.1f}; threads {torch.get_num_threads()}; "
-          f"measured matmul peak {peak32 / 1e9:.0f} GFLOP/s fp32, {peak16 / 1e9:.0f} GFLOP/s bf16")
+          f"measured matmul peak {peak32 / 1e9:.0f} GFLOP/s fp32, {peak16 / 1e9:.1f} GFLOP/s bf16 "
+          f"(CPU fast bf16: {fast_bf16}); variants: {', '.join(variants)}", flush=True)
 
     if args.check:
         check_numbers(model, sw, make_batch(min(B, 8), T, backbone.vocab_size, dataset, 99, lengths), variants)
 
     if args.eval:
-        return run_eval(model, sw, pool, variants, cfg, args)
+        return run_eval(model, sw, pool, variants, cfg, args, bf16=fast_bf16 or args.bf16, text_cache=preset_tc)
 
     model.train()
 
@@ -302,7 +342,7 @@ def main() -> None:
         sw.apply(v)
         # Fill the cache (the others need no warm-up beyond the counted step: one model, already
         # warm); not where training bypasses it (backbone dropout on: the paper presets).
-        for b in pool if v.get("prefix_cache") and not cfg.model.backbone_dropout else ():
+        for b in pool if (v.get("prefix_cache") and not cfg.model.backbone_dropout) or v.get("text_cache") else ():
             step(b)
         with FlopCounterMode(display=False) as fc:
             step(pool[0])
@@ -352,7 +392,8 @@ def _merge(pool: list[Batch]) -> Batch:
     return Batch(**{f: cat(f) for f in Batch.__dataclass_fields__})
 
 
-def run_eval(model, sw: Switches, pool: list[Batch], variants: dict, cfg, args) -> None:
+def run_eval(model, sw: Switches, pool: list[Batch], variants: dict, cfg, args, *, bf16: bool,
+             text_cache: bool) -> None:
     """Evaluation samples/s: no_grad vs inference_mode, batches of B vs the whole pool in one."""
     from deepmlf.train.evaluate import collect_predictions
 
@@ -366,9 +407,12 @@ def run_eval(model, sw: Switches, pool: list[Batch], variants: dict, cfg, args) 
         f"default, inference_mode, batch {n}": ({}, True, merged),
         f"dynamic padding, inference_mode, batch {n}": ({"dynamic_padding": True}, True, merged),
         f"+ prefix cache (warm), batch {n}": ({"dynamic_padding": True, "prefix_cache": True}, True, merged),
-        f"+ bf16 autocast, batch {n}": ({"dynamic_padding": True, "prefix_cache": True, "autocast": "bf16"}, True,
-                                        merged),
     }
+    if text_cache:
+        cases[f"text_cache (warm), inference_mode, batch {n}"] = ({"text_cache": True}, True, merged)
+    if bf16:
+        cases[f"+ bf16 autocast, batch {n}"] = ({"dynamic_padding": True, "prefix_cache": True, "autocast": "bf16"},
+                                                True, merged)
     times = {k: [] for k in cases}
     for k, (v, inf, batches) in cases.items():  # warm-up (fills the cache)
         sw.apply(v)
@@ -379,6 +423,7 @@ def run_eval(model, sw: Switches, pool: list[Batch], variants: dict, cfg, args) 
             t = time.perf_counter()
             collect_predictions(model, batches, inference_mode=inf)
             times[k].append(time.perf_counter() - t)
+        print(f"round {r + 1}: " + ", ".join(f"{k}: {times[k][-1]:.2f} s" for k in cases), flush=True)
     ref = statistics.median(times[next(iter(cases))])
     print(f"\nevaluation of {n} clips, {args.rounds} interleaved rounds\n")
     print("| evaluation | s (median) | samples/s | vs one-pass |")
