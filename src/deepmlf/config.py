@@ -64,6 +64,11 @@ class DataConfig(_Strict):
     # Stage-2 training: each transcript is emptied (text missing, deepmlf.data.missing) with this
     # probability per sample and step; the baseline for text-missing robustness without distillation.
     text_dropout: float = Field(0.0, ge=0.0, le=1.0)
+    # Training batches of similar transcript lengths (0 = off: plain shuffling): each epoch's random
+    # order is cut into windows of this many batches, each sorted by length (issue 14). With
+    # perf.dynamic_padding a batch then runs at about its own length. Not exact: it changes which
+    # samples share a batch (every sample still once per epoch); docs/performance.md.
+    length_grouped: int = Field(0, ge=0)
 
 
 class SoftPermConfig(_Strict):

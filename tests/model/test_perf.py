@@ -88,17 +88,55 @@ def test_dynamic_padding_is_exact(new_backbone, augment):
     _assert_same(_step(model, batch, train=False)[0], _step(ref_model, batch, train=False)[0])
 
 
-def test_chunked_lm_loss_is_exact_and_returns_no_logits(new_backbone):
+def test_chunked_lm_loss_is_exact_and_returns_no_logits(new_backbone, monkeypatch):
+    import deepmlf.model.multimodal_lm as mlm
+
     batch = make_batch(B=4, T=7, seed=4)
     ref, gr = _step(_build(new_backbone), batch)
     model = _build(new_backbone, {"lm_loss_chunk": 5})
+    head_w = model.lm.backbone.lm_head.weight
     seen = []
-    model.lm.backbone.lm_head.register_forward_hook(lambda m, a, o: seen.append(o.shape[0]))
-    out, go = _step(model, batch)
+    linear = mlm.F.linear
+    monkeypatch.setattr(mlm.F, "linear", lambda x, w, b=None: (seen.append(x.shape[0]) if w is head_w else None)
+                        or linear(x, w, b))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
+        out, go = _step(model, batch)
     _assert_same(out, ref, go, gr)
     assert out.lm_logits is None
     n_real = int(batch.attention_mask.sum())  # 7+3+5+1 = 16 real tokens: chunks 5, 5, 5, 1
-    assert max(seen) == 5 and sum(seen[:4]) == n_real  # forward chunks (backward recomputes them)
+    assert seen == [5, 5, 5, 1] and sum(seen) == n_real  # forward only: backward recomputes nothing
+    V = head_w.shape[0]
+    assert not [sh for sh in saved if len(sh) == 2 and sh[1] == V and sh[0] != head_w.shape[1]]  # no logits kept
+
+
+def test_chunked_lm_loss_with_bf16_autocast_recomputes_chunks(new_backbone):
+    # Under autocast the chunks go through the head module, checkpointed (logits recomputed in backward).
+    batch = make_batch(B=4, T=7, seed=4)
+    ref, _ = _step(_build(new_backbone, {"autocast": "bf16"}), batch)
+    model = _build(new_backbone, {"lm_loss_chunk": 5, "autocast": "bf16"})
+    seen = []
+    model.lm.backbone.lm_head.register_forward_hook(lambda m, a, o: seen.append(o.shape[0]))
+    out, _ = _step(model, batch)
+    assert seen[:4] == [5, 5, 5, 1] and len(seen) == 8  # forward chunks, then their recomputation
+    torch.testing.assert_close(out.loss_terms["lm"], ref.loss_terms["lm"], atol=0.05, rtol=0.01)
+
+
+def test_chunked_head_ce_matches_autograd_with_a_bias():
+    from deepmlf.model.multimodal_lm import _ChunkedHeadCE
+
+    g = torch.Generator().manual_seed(0)
+    w, b = torch.randn(50, 8, generator=g), torch.randn(50, generator=g)
+    x = torch.randn(11, 8, generator=g, requires_grad=True)
+    y = torch.randint(0, 50, (11,), generator=g)
+    (3 * _ChunkedHeadCE.apply(x, w, b, y, 4, True)).backward()
+    got = x.grad.clone()
+    x.grad = None
+    ref = F.cross_entropy(F.linear(x, w, b), y, reduction="sum")
+    (3 * ref).backward()
+    torch.testing.assert_close(got, x.grad, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(_ChunkedHeadCE.apply(x, w, b, y, 4, False), ref.detach())
 
 
 @pytest.mark.parametrize("dynamic", [False, True])

@@ -129,6 +129,45 @@ class ShardedBatchSampler(Sampler[list[int]]):
                 yield batch
 
 
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Batches of transcripts of similar length (data.length_grouped), so that perf.dynamic_padding
+    runs each batch at about its own transcripts' length instead of the longest of a random batch
+    (transformers' LengthGroupedSampler idea).
+
+    Each epoch: a random permutation drawn from `generator` (as RandomSampler draws it), cut into
+    windows of `window` batches; each window sorted by length (longest first, ties in permutation
+    order) and cut into batches; then the epoch's batches shuffled (same generator). Every sample
+    appears once per epoch and the order is a function of the generator alone (seeded, resumable);
+    what differs from plain shuffling is which samples share a batch: similar lengths do.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, generator: torch.Generator, *, window: int = 50,
+                 drop_last: bool = False) -> None:
+        if batch_size < 1 or window < 1:
+            raise ConfigError(f"length-grouped batches: batch_size={batch_size}, window={window}; expected >= 1")
+        self.lengths = torch.as_tensor(lengths, dtype=torch.long)
+        self.batch_size, self.window, self.drop_last = batch_size, window, drop_last
+        self.generator = generator
+
+    def __len__(self) -> int:
+        n = len(self.lengths)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        n, bs = len(self.lengths), self.batch_size
+        order = torch.randperm(n, generator=self.generator)
+        span = bs * self.window
+        batches: list[list[int]] = []
+        for start in range(0, n, span):
+            chunk = order[start:start + span]
+            ranked = chunk[torch.sort(self.lengths[chunk], descending=True, stable=True).indices].tolist()
+            batches += [ranked[i:i + bs] for i in range(0, len(ranked), bs)]
+        if self.drop_last and batches and len(batches[-1]) < bs:
+            batches.pop()
+        for i in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[i]
+
+
 def make_loader(
     split: Split,
     tokenizer: Any,
@@ -143,17 +182,27 @@ def make_loader(
     shard: int = 0,
     num_shards: int = 1,
     text_dropout: float = 0.0,
+    length_grouped: int = 0,
 ) -> DataLoader:
     """A DataLoader of `Batch`es. With shuffle, the order is a function of `seed` alone: two loaders
     with the same seed yield the same sequence of epochs (each epoch draws a new permutation).
-    `num_shards` > 1 gives process `shard` its share of the batches (ShardedBatchSampler)."""
+    `num_shards` > 1 gives process `shard` its share of the batches (ShardedBatchSampler).
+    `length_grouped` > 0 (with shuffle): batches of similar transcript lengths, grouped within windows
+    of that many batches (LengthGroupedBatchSampler; data.length_grouped)."""
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size}: expected at least 1")
     generator = torch.Generator()
     generator.manual_seed(seed)
     dataset = MSADataset(split)
-    sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
-    batches: Sampler = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
+    collate = make_collate(tokenizer, max_text_len, text_dropout)
+    if shuffle and length_grouped:
+        # Token counts as the collate will cut them (a text dropped by text_dropout is shorter still).
+        lengths = [len(ids) for ids in collate.token_ids([str(t) for t in split.raw_text])]
+        batches: Sampler = LengthGroupedBatchSampler(lengths, batch_size, generator, window=length_grouped,
+                                                     drop_last=drop_last)
+    else:
+        sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        batches = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
     if num_shards > 1:
         if len(batches) < num_shards:
             raise ConfigError(
@@ -165,7 +214,7 @@ def make_loader(
         dataset,
         batch_sampler=batches,
         generator=generator,
-        collate_fn=make_collate(tokenizer, max_text_len, text_dropout),
+        collate_fn=collate,
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,

@@ -333,9 +333,12 @@ class MultimodalLM(nn.Module):
         return self.fusion_tokens.shape[0]
 
     # ------------------------------------------------------------------ forward
+    def autocast_enabled(self, device: torch.device) -> bool:
+        return self.autocast_mode != "off" and resolve_autocast(self.autocast_mode, device)
+
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         """bf16 autocast over the backbone and the MM blocks when `autocast_mode` says so here."""
-        if self.autocast_mode == "off" or not resolve_autocast(self.autocast_mode, device):
+        if not self.autocast_enabled(device):
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
@@ -531,6 +534,12 @@ class MultimodalLM(nn.Module):
         real = targets != -100
         x = text_hidden[real]  # (N, D) real positions only
         y = targets[real]  # (N,)
+        head = self.backbone.lm_head
+        if not self.autocast_enabled(x.device) and not any(p.requires_grad for p in head.parameters()):
+            # Frozen head, float32: the gradient of each chunk is formed in the forward pass (no
+            # recomputation of the logits in backward; _ChunkedHeadCE).
+            need_grad = torch.is_grad_enabled() and x.requires_grad  # (a Function's needs_input_grad ignores no_grad)
+            return _ChunkedHeadCE.apply(x, head.weight, head.bias, y, chunk, need_grad) / max(1, y.numel())
         total = x.new_zeros(())
         for start in range(0, x.shape[0], chunk):
             xc, yc = x[start:start + chunk], y[start:start + chunk]
@@ -545,3 +554,34 @@ class MultimodalLM(nn.Module):
         with self.autocast(x.device):
             logits = head(x.to(head.weight.dtype).contiguous()).float()  # (n, V)
         return F.cross_entropy(logits, y, reduction="sum")
+
+
+class _ChunkedHeadCE(torch.autograd.Function):
+    """Sum over rows of cross_entropy(x @ W^T + b, y) through a frozen LM head, `chunk` rows at a
+    time, with d(sum)/dx formed chunk by chunk in the forward pass: softmax(logits) - onehot(y),
+    times W. Exact (the same float32 arithmetic as autograd's), the (N x V) logits never exist
+    whole, and backward is one scaling of the stored (N, D) gradient instead of a recomputation of
+    every chunk's logits (perf.lm_loss_chunk with a frozen float32 head; the trick of fused
+    linear-cross-entropy kernels). W (V, D) and b get no gradient."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, y: Tensor, chunk: int, need_grad: bool) -> Tensor:
+        w = weight.to(x.dtype)
+        grad_x = torch.empty_like(x) if need_grad else None  # (N, D)
+        total = x.new_zeros((), dtype=torch.float32)
+        for start in range(0, x.shape[0], chunk):
+            xc, yc = x[start:start + chunk], y[start:start + chunk]
+            logits = F.linear(xc, w, None if bias is None else bias.to(x.dtype)).float()  # (n, V)
+            total += F.cross_entropy(logits, yc, reduction="sum")
+            if need_grad:
+                probs = logits.softmax(dim=-1)  # d(sum CE)/d logits = softmax - onehot
+                probs[torch.arange(len(yc), device=yc.device), yc] -= 1.0
+                grad_x[start:start + chunk] = (probs.to(w.dtype) @ w).to(x.dtype)
+        if need_grad:
+            ctx.save_for_backward(grad_x)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        (grad_x,) = ctx.saved_tensors
+        return grad_x * grad_out.to(grad_x.dtype), None, None, None, None, None

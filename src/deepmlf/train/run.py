@@ -109,13 +109,14 @@ def load_data(cfg: Config, *, require_labels: bool = True) -> MMSAData:
 
 
 def _train_loader(cfg: Config, split: Split, tokenizer: Any, seed: int, *, text_dropout: float = 0.0,
-                  rationales: bool = True):
+                  rationales: bool = True, length_grouped: int = 0):
     bs = cfg.data.batch_size
     shard, num_shards = process_info()  # several DDP processes: each trains on its share of the batches
     # The task head's BatchNorm cannot train on a one-sample batch: drop such a trailing batch.
     loader = make_loader(split, tokenizer, max_text_len=cfg.data.max_text_len, batch_size=bs, shuffle=True,
                          seed=seed, num_workers=cfg.data.num_workers, drop_last=len(split) % bs == 1,
-                         shard=shard, num_shards=num_shards, text_dropout=text_dropout)
+                         shard=shard, num_shards=num_shards, text_dropout=text_dropout,
+                         length_grouped=length_grouped)
     return _with_rationales(cfg, tokenizer, loader) if rationales else loader
 
 
@@ -427,7 +428,9 @@ def run_stage2(cfg: Config, data: MMSAData, seed: int, seed_dir: Path, *, accele
     _print_counts(f"seed {seed} {arch.label}{on}", model.parameter_counts())
     t = cfg.train
     # Stage 1 never reads text: data.text_dropout applies to stage 2 only.
-    train_loader = _train_loader(cfg, train, tokenizer, seed, text_dropout=cfg.data.text_dropout)
+    # data.length_grouped: stage 2 only (stage 1 reads no text).
+    train_loader = _train_loader(cfg, train, tokenizer, seed, text_dropout=cfg.data.text_dropout,
+                                 length_grouped=cfg.data.length_grouped)
     optimizer = build_optimizer(model, t, av_module=getattr(model, "av_encoder", None))
     spe = steps_per_epoch(len(train_loader), t.grad_accum, t.limit_batches)
     stage = Stage(
