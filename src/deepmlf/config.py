@@ -136,6 +136,16 @@ class RationaleConfig(_Strict):
     kd_weight: float = Field(0.3, ge=0.0)
     kd_temperature: float = Field(2.0, gt=0.0)
     kd_t2: bool = False
+    # Keep the frozen states of [fusion ‖ prompt ‖ rationale] up to the first MM block across
+    # epochs (teacher forcing: per sample they are a function of the transcript, the frozen fusion
+    # tokens and the teacher rationale), so a step runs those tokens through the layers above the
+    # first MM block only. Exact; needs model.text_cache (its conditions) and
+    # model.fusion_trainable=false (nothing trainable below the first MM block). Shared by every
+    # model of the process on the same backbone (deepmlf.model.multimodal_lm.SuffixStateCache).
+    prefix_cache: bool = False
+    # The MM blocks' FFW (eq. 11) also updates the prompt and rationale tokens (token-wise: they still
+    # reach AV only through the fusion tokens) when model.ffw_tokens=fusion keeps it off the transcript.
+    suffix_ffw: bool = False
 
     @model_validator(mode="after")
     def _needs_rationales(self) -> "RationaleConfig":
@@ -207,6 +217,10 @@ class ModelConfig(_Strict):
     # Std of the fusion tokens' normal init (eq. 7; 0.02 = ours and the authors'), or "embedding":
     # the RMS of the LM's token-embedding table, so they enter the stream at the scale of a word.
     fusion_init_std: float | Literal["embedding"] = 0.02
+    # false: the fusion tokens' input embeddings (eq. 7) stay at their random init; the MM blocks
+    # still write AV into the fusion stream. Then nothing below the first MM block trains, so the
+    # states there can be cached (model.rationale.prefix_cache).
+    fusion_trainable: bool = True
     ffw: Literal["full", "lora", "random", "off"] = "full"  # Table 10 (off) and DESIGN.md §1
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)

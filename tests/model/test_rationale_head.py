@@ -160,3 +160,89 @@ def test_config_errors(new_backbone):
         small_config(rationale={"enabled": True})
     with pytest.raises(ConfigError, match="lora_layers=3: LoRA goes on layers after the first MM block"):
         _build(new_backbone, rationale={"lora_layers": 3})
+
+
+CACHED = {"text_cache": True, "fusion_trainable": False, "ffw_tokens": "fusion", "dropout": 0.0}
+
+
+@pytest.mark.parametrize("lora", [0, 2])
+def test_prefix_cache_equals_the_uncached_pass(new_backbone, lora):
+    """model.rationale.prefix_cache: the same logits, heads, loss and gradients as one pass over
+    T+K+L tokens; the second pass reads every row from the cache."""
+    model = _build(new_backbone, rationale={"lora_layers": lora, "prefix_cache": True}, mm_layers=[1, 2], **CACHED)
+    assert model.lm.suffix_cache is not None and not model.lm.fusion_tokens.requires_grad
+    if lora:
+        for p in model._lora:
+            torch.nn.init.normal_(p, std=0.5)
+    model.eval()  # no dropout anywhere (the AV encoder's too); gradients still flow
+    results = []
+    for cached in (False, True, True):
+        model.lm.suffix_cache.__init__()  # empty (shared across the tests' identical backbones)
+        store = model.lm.suffix_cache if cached else None
+        saved, model.lm.suffix_cache = model.lm.suffix_cache, store
+        model.zero_grad()
+        b = _with_rationales(make_batch())
+        out = model(b)
+        if cached:
+            out = model(_with_rationales(make_batch()))  # a second pass: all hits
+            assert (store.hits, store.misses) == (4, 4)  # the row without a rationale: prompt only
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((out, grads))
+        model.lm.suffix_cache = saved
+    (ref, g_ref), (got, g_got), _ = results
+    real = _with_rationales(make_batch()).rationale_mask.bool()
+    torch.testing.assert_close(got.rationale_logits[real], ref.rationale_logits[real], rtol=1e-5, atol=1e-5)
+    for name in ("y_o", "y_t", "y_f", "loss"):
+        torch.testing.assert_close(getattr(got, name), getattr(ref, name), rtol=1e-5, atol=1e-5)
+    assert set(g_got) == set(g_ref) and len(g_ref) > 0
+    for n in g_ref:
+        torch.testing.assert_close(g_got[n], g_ref[n], rtol=1e-4, atol=1e-4 * float(g_ref[n].abs().max()), msg=n)
+
+
+def test_prefix_cache_keys_and_config_errors(new_backbone):
+    with pytest.raises(ConfigError, match="prefix_cache=true needs model.text_cache=true .* and model.fusion_trainable=false"):
+        _build(new_backbone, rationale={"prefix_cache": True})
+    a = _build(new_backbone, rationale={"prefix_cache": True}, mm_layers=[1], **CACHED)
+    b = _build(new_backbone, rationale={"prefix_cache": True}, mm_layers=[1], **CACHED)
+    assert a.lm.suffix_cache is b.lm.suffix_cache and a.lm.text_cache is b.lm.text_cache  # one backbone's states
+    b.lm.fusion_tokens.data.add_(1.0)
+    store = a.lm.suffix_cache
+    store.__init__()
+    with torch.no_grad():
+        a.eval()(_with_rationales(make_batch()))
+        n = len(store)
+        b.eval()(_with_rationales(make_batch()))  # other fusion tokens: other entries, never a's
+    assert n > 0 and len(store) == 2 * n and store.hits == 0
+
+
+def test_suffix_ffw_updates_the_suffix_only_and_decodes_consistently(new_backbone):
+    """model.rationale.suffix_ffw: the MM blocks' FFW on the suffix; text, fusion and heads as without
+    a suffix; greedy decoding = the teacher-forced argmax; the prefix cache stays exact."""
+    model = _build(new_backbone, rationale={"suffix_ffw": True, "prefix_cache": True}, mm_layers=[1, 2], **CACHED).eval()
+    b = _with_rationales(make_batch())
+    with torch.no_grad():
+        ref = model(make_batch())
+        on = model(b)
+        model.lm.memory.suffix_ffw = False
+        off = model(_with_rationales(make_batch()))
+        model.lm.memory.suffix_ffw = True
+        model.lm.suffix_cache.__init__()
+        saved, model.lm.suffix_cache = model.lm.suffix_cache, None
+        uncached = model(_with_rationales(make_batch()))
+        model.lm.suffix_cache = saved
+    real = b.rationale_mask.bool()
+    assert not torch.allclose(on.rationale_logits[real], off.rationale_logits[real])
+    torch.testing.assert_close(on.rationale_logits[real], uncached.rationale_logits[real], rtol=1e-5, atol=1e-5)
+    for name in ("y_t", "y_o", "y_f"):
+        torch.testing.assert_close(getattr(on, name), getattr(ref, name), rtol=0, atol=1e-6)
+    _, ids = model.explain(make_batch(), max_len=6)
+    eos = byte_tokenizer().eos_token_id
+    full = torch.cat([ids, torch.full((4, 1), eos)], dim=1)
+    tb = make_batch()
+    tb.rationale_ids, tb.rationale_mask = full, torch.ones_like(full)
+    with torch.no_grad():
+        agree = model(tb).rationale_logits.argmax(-1)[:, : ids.shape[1]]
+    not_done = torch.cumsum((ids == eos).long(), 1) - (ids == eos).long() == 0
+    assert torch.equal(agree[not_done], ids[not_done])
+    assert "rationale_lora" in model.lr_parts()

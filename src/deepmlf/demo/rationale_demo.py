@@ -44,22 +44,36 @@ DEFAULT_OUT = Path("runs/demo-rationale")
 PROBE_SEED = 0
 DEMO_N = 400
 FIELDS = ("Text", "Voice", "Face")
-# Sized for 2 shared CPU cores (benchmarks/RESULTS.md, "Rationale demo"): the rationale suffix
-# (~20 tokens) trains through every layer above it, so the demo keeps the first 8 of SmolLM2-135M's
-# 30 decoder layers (final norm and LM head after layer 7). The full 30-layer assistant measured
-# 266 s per epoch of 280 clips here; `--set model.backbone_layers=30 --set 'model.mm_layers=[25,26,27,28,29]'`
-# runs it. The assistant: MM blocks after layers 5-7, LoRA on layers 6-7 (suffix only), no stage 1
-# (the AV encoder learns in stage 2), the cross-attention branch scaled by 30 (model.gca_scale) so the
-# AV memory is not a rounding error of the residual stream.
+# Sized for 2 shared CPU cores (benchmarks/RESULTS.md, "Rationale demo"). The LM must be the full
+# 30-layer SmolLM2-135M: its head expects layer-29 states, and a truncated decoder does not write
+# language (the first 8 layers reached validation CE 8.5 per token; all 30 layers 1.37 after one
+# epoch). What makes it affordable (one thread, measured):
+#   * float32, not bfloat16: this CPU has no bf16 matrix units; a 30-layer forward of 32x40 tokens
+#     took 5.7 s in float32 and 35.8 s in bfloat16;
+#   * model.rationale.prefix_cache: the frozen states of [text ‖ fusion ‖ prompt ‖ rationale] up to
+#     the first MM block are computed once per sample (exact: the fusion tokens' embeddings are
+#     frozen, model.fusion_trainable=false, and the text states are the frozen LM's, text_cache),
+#     so a step runs the fusion and suffix tokens through the layers above the first MM block only;
+#   * MM blocks after layers 25-29 (the deep-fusion recipe of docs/deep-fusion.md: fusion tokens
+#     at the embedding RMS, the cross-attention branch x16, gates at 30x the lr, FFW on fusion
+#     tokens only), LoRA (suffix only) on the last two layers' query/value projections.
+# The student shares the tokenizer and all 30 layers (a student that writes the format must); it is
+# smaller where parameters train: 2 MM blocks instead of 5, 2 fusion tokens instead of 4, LoRA on
+# one layer at rank 4, trained with token KD from the assistant (CE 0.7 + KL(T=2) 0.3).
+# Everything is pinned here on the package defaults (not on the demo preset, which other demos tune).
 ASSISTANT = [
-    "model.dtype=bfloat16", "data.max_text_len=12", "model.n_fusion=4", "model.gca_scale=30",
-    "model.backbone_layers=8", "model.mm_layers=[5,6,7]",
-    "model.av_encoder.init=random_tune", "model.rationale.enabled=true", "model.rationale.max_len=24",
-    "model.rationale.lora_layers=2", "train.lr=1e-3", "train.max_epochs=3", "train.early_stop=3",
-    "train.warmup_epochs=0.25", "data.eval_batch_size=60",
+    "model.backbone=smollm2-135m", "model.dtype=float32", "data.max_text_len=12", "data.batch_size=16",
+    "data.eval_batch_size=60", "model.n_fusion=4", "model.n_heads=9", "model.ffw=full",
+    "model.mm_layers=[25,26,27,28,29]", "model.augment.kind=none", "model.fusion_init_std=embedding",
+    "model.gca_scale=16", "model.ffw_tokens=fusion", "model.text_cache=true", "model.fusion_trainable=false",
+    "model.av_encoder.av_len=20", "model.av_encoder.batchnorm=false", "model.av_encoder.init=random_tune",
+    "model.rationale.enabled=true", "model.rationale.prefix_cache=true", "model.rationale.max_len=24",
+    "model.rationale.lora_layers=2", "model.rationale.suffix_ffw=true", "loss.lambda_lm=0", "train.lr=1e-3", "train.lr_av=1e-3",
+    "train.lr_parts={gates: 30, rationale_lora: 5}", "train.max_epochs=3", "train.early_stop=3", "train.warmup_epochs=0.25",
+    "train.key_metric=MAE", "train.seeds=[1111]", "data.dataset=mosi", "loss.lambda_f=1.0", "loss.lambda_av=1.0",
+    "loss.lambda_t=1.0", "train.weight_decay=0.01", "train.weight_decay_av=0.01", "train.grad_accum=1",
 ]
-# The student: the first 4 layers, MM blocks after layers 2-3, 2 fusion tokens, LoRA on layer 3.
-STUDENT = ["model.backbone_layers=4", "model.mm_layers=[2,3]", "model.n_fusion=2", "model.rationale.lora_layers=1"]
+STUDENT = ["model.mm_layers=[25,29]", "model.n_fusion=2", "model.rationale.lora_layers=1", "model.rationale.lora_r=4"]
 FAST = ["train.max_epochs=2"]
 MODELS = ("DeepMLF assistant", "text-only control", "student")
 
@@ -68,15 +82,15 @@ def demo_configs(out_dir: Path, probe: Path, control_probe: Path, teacher: Path,
                  overrides: list[str] | None) -> dict[str, Config]:
     base = ASSISTANT + (FAST if fast else []) + [f"model.rationale.path={teacher}"]
     user = list(overrides or [])
-    assistant = load_config(preset="demo", overrides=base + user + [f"data.path={probe}"])
+    assistant = load_config(overrides=base + user + [f"data.path={probe}"])
     if len(assistant.train.seeds) != 1:
         raise ConfigError(f"train.seeds={assistant.train.seeds}: the demo trains one seed; give exactly one")
     seed = assistant.train.seeds[0]
     best = out_dir / "assistant" / f"seed-{seed}" / "best.pt"
     return {
         "DeepMLF assistant": assistant,
-        "text-only control": load_config(preset="demo", overrides=base + user + [f"data.path={control_probe}"]),
-        "student": load_config(preset="demo", overrides=base + STUDENT + user + [
+        "text-only control": load_config(overrides=base + user + [f"data.path={control_probe}"]),
+        "student": load_config(overrides=base + STUDENT + user + [
             f"data.path={probe}", f"model.rationale.teacher_checkpoint={best}"]),
     }
 

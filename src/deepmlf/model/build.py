@@ -29,7 +29,7 @@ from .deepmlf import DeepMLF, LossWeights
 from .ffw import make_ffw
 from .heads import DeepMLFHeads
 from .mm_block import Gate, GatedCrossAttention, MMBlock
-from .multimodal_lm import MultimodalLM, TextStateCache, ensure_unwrapped
+from .multimodal_lm import MultimodalLM, TextStateCache, ensure_unwrapped, shared_caches
 from .perf import apply_perf, fuse_tanh_gelu
 from .registry import Arch, register_arch
 from .state import load_strict
@@ -143,6 +143,19 @@ def check_text_cache(m) -> None:
                           + "; ".join(why))
 
 
+def check_prefix_cache(m) -> None:
+    """model.rationale.prefix_cache is exact only when nothing trainable acts below the first MM block."""
+    if not (m.rationale.enabled and m.rationale.prefix_cache):
+        return
+    why = []
+    if not m.text_cache:
+        why.append("model.text_cache=true (the transcript's states must be the frozen LM's)")
+    if m.fusion_trainable:
+        why.append("model.fusion_trainable=false (the fusion tokens' embeddings must not train)")
+    if why:
+        raise ConfigError("model.rationale.prefix_cache=true needs " + " and ".join(why))
+
+
 def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backbone | None = None) -> DeepMLF:
     """DeepMLF on `backbone` (loaded from `cfg.model.backbone` when None; it is wrapped in place)."""
     m = cfg.model
@@ -153,6 +166,9 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
         keep_first_layers(backbone, m.backbone_layers)
     check_model_against(cfg, backbone.spec())
     backbone.freeze()  # once, before anything trainable is attached to it
+    check_prefix_cache(m)
+    # The fingerprint reads the frozen weights only: taken before any MM block or LoRA is attached.
+    caches = shared_caches(backbone) if m.rationale.enabled and m.rationale.prefix_cache else None
 
     av_encoder = build_av_encoder(m.av_encoder, audio_dim=audio_dim, vision_dim=vision_dim)
     if m.av_encoder.init in ("pretrain_tune", "pretrain_freeze"):
@@ -175,8 +191,12 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
         init_std = float(backbone.embed_tokens.weight.detach().float().pow(2).mean().sqrt())
     lm = MultimodalLM(backbone=backbone, mm_blocks=mm_blocks, n_fusion=m.n_fusion, augment=augment,
                       backbone_dropout=m.backbone_dropout, fusion_init_std=float(init_std))
+    if not m.fusion_trainable:
+        lm.fusion_tokens.requires_grad_(False)  # eq. 7's embeddings stay at their init
     if m.text_cache:
         lm.text_cache = TextStateCache()
+    if caches is not None:
+        lm.text_cache, lm.suffix_cache = caches
     # Backbone(...) gave the tokenizer an eos (pad as eos for BERT-style ones, as the authors do).
     eos = backbone.tokenizer.eos_token_id
     if m.rationale.enabled and m.double_flow.enabled:
@@ -220,6 +240,7 @@ def _rationale_parts(cfg: Config, lm: MultimodalLM, backbone: Backbone) -> tuple
     prompt = tok(r.prompt, add_special_tokens=False)["input_ids"]
     if not prompt:
         raise ConfigError(f"model.rationale.prompt={r.prompt!r} has no tokens; the rationale needs a prompt")
+    lm.memory.suffix_ffw = r.suffix_ffw
     lora: list = []
     if r.lora_layers:
         from .rationale import add_suffix_lora

@@ -137,6 +137,13 @@ class MMBlock(nn.Module):
                 h = h + self.gate_ffw(self.ffw(self.norm_ffw(h)))  # eq. 11, text and fusion tokens
         return h
 
+    def ffw_only(self, h: Tensor) -> Tensor:
+        """The gated FFW alone on every token of h (B, N, D) (eq. 11 without the cross-attention): for
+        the rationale suffix (model.rationale.suffix_ffw), token-wise, so it never reads the AV memory."""
+        if self.ffw is None:
+            return h
+        return h + self.gate_ffw(self.ffw(self.norm_ffw(h)))
+
     def gate_values(self) -> tuple[float, float | None]:
         """(g1, g2) as Python floats; g2 is None when the block has no FFW."""
         g1 = float(self.gate_attn.value().detach())

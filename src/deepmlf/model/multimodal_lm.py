@@ -49,6 +49,7 @@ class AVMemory:
     def __init__(self) -> None:
         self._held: tuple[Tensor, Tensor, int] | None = None
         self.n_suffix = 0  # trailing prompt/rationale tokens of the pass (model.rationale); 0 = none
+        self.suffix_ffw = False  # model.rationale.suffix_ffw: the MM blocks' FFW also updates the suffix
 
     @contextmanager
     def hold(self, z: Tensor, z_mask: Tensor, *, n_text: int, n_suffix: int = 0) -> Iterator[None]:
@@ -110,6 +111,70 @@ class TextStateCache:
 
     def put(self, key: bytes, kv: tuple[tuple[Tensor, Tensor], ...], hidden: Tensor) -> None:
         self._store[key] = (kv, hidden)
+
+
+class SuffixStateCache:
+    """The frozen states of [fusion ‖ prompt ‖ rationale] at the first MM layer (`model.rationale.prefix_cache`).
+
+    Under teacher forcing the prompt and rationale are fixed token ids, and with
+    `model.fusion_trainable: false` nothing below the first MM block trains (the text cache's
+    conditions cover the transcript). The output of decoder layer m (the first MM layer, before its
+    block) for the fusion and suffix tokens is then a function of (backbone, m, fusion tokens,
+    transcript, suffix ids) alone: computed once per sample, it lets every later step start at the
+    first MM block, so a step runs the K + L tokens through the layers above it only. Entries are
+    keyed by a digest of the fusion tokens' values and m as well as the ids, so models that share a
+    backbone (the demo's assistant and its text-only control) share entries, and a model whose
+    fusion tokens or first MM layer differ never reads another's. Per sample (K + L) · D floats.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[bytes, Tensor] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    @staticmethod
+    def keys_of(text_keys: list[bytes], suffix_ids: Tensor, suffix_mask: Tensor, context: bytes) -> list[bytes]:
+        """One key per row: context (first MM layer, fusion digest) + transcript key + the real suffix ids."""
+        ids = suffix_ids.long().cpu()
+        lengths = suffix_mask.long().sum(1).tolist()
+        return [context + b"|" + t + b"|" + ids[b, : lengths[b]].numpy().tobytes()
+                for b, t in enumerate(text_keys)]
+
+    def get(self, key: bytes) -> Tensor | None:
+        return self._store.get(key)
+
+    def put(self, key: bytes, hidden: Tensor) -> None:
+        self._store[key] = hidden
+
+
+# (backbone fingerprint) -> (TextStateCache, SuffixStateCache), for model.rationale.prefix_cache: the
+# states are the frozen LM's, so every model of the process on an identical backbone may share them.
+_SHARED_CACHES: dict[tuple, tuple["TextStateCache", SuffixStateCache]] = {}
+
+
+def backbone_fingerprint(backbone: Backbone) -> tuple:
+    """Name, dtype, depth and a digest of a few weight tensors (the embedding table's first rows,
+    the final norm, each layer's first input norm): equal for copies of one backbone."""
+    import hashlib
+
+    h = hashlib.sha1()
+    with torch.no_grad():
+        h.update(backbone.embed_tokens.weight[:4].detach().float().cpu().numpy().tobytes())
+        for p in backbone.model.base_model.parameters():
+            if p.ndim == 1:
+                h.update(p.detach().float().cpu().numpy().tobytes())
+    return (backbone.name, str(backbone.embed_tokens.weight.dtype), len(backbone.layers), h.hexdigest())
+
+
+def shared_caches(backbone: Backbone) -> tuple["TextStateCache", SuffixStateCache]:
+    """The process-wide text and suffix caches of this backbone (made on first use)."""
+    key = backbone_fingerprint(backbone)
+    if key not in _SHARED_CACHES:
+        _SHARED_CACHES[key] = (TextStateCache(), SuffixStateCache())
+    return _SHARED_CACHES[key]
 
 
 def _cache_layers(cache: DynamicCache) -> list[tuple[Tensor, Tensor]]:
@@ -229,6 +294,10 @@ class DecoderLayerWithMM(nn.Module):
         # cross-attention), so they reach AV only through attention to the fusion tokens.
         L = h.shape[1] - n_suffix  # tokens before the suffix (0 in a decoding step)
         suffix = self.mm_block(h[:, L:], z, z_mask, n_text=n_suffix)
+        if self.memory.suffix_ffw and self.mm_block.ffw_tokens == "fusion":
+            # The FFW on the suffix too (token-wise, no AV): capacity to write the format, while the
+            # transcript keeps the frozen LM's states. (ffw_tokens all already updates the suffix.)
+            suffix = self.mm_block.ffw_only(suffix)
         if L == 0:
             return suffix
         return torch.cat([self.mm_block(h[:, :L], z, z_mask, n_text=n_text), suffix], dim=1)
@@ -287,6 +356,7 @@ class MultimodalLM(nn.Module):
         self.augment = augment
         self.backbone_dropout = backbone_dropout
         self.text_cache: TextStateCache | None = None  # set by build_model when model.text_cache
+        self.suffix_cache: SuffixStateCache | None = None  # set by build_model when model.rationale.prefix_cache
         # Performance switches (config `perf`, set by the builder; all off = the reference path).
         self.dynamic_padding = False  # run over the batch's longest transcript only
         self.prefix_cache: PrefixCache | None = None  # frozen text prefix reused across batches
@@ -344,13 +414,19 @@ class MultimodalLM(nn.Module):
 
     def forward(self, input_ids: Tensor | None, attention_mask: Tensor, z: Tensor, z_mask: Tensor, *,
                 suffix_embeds: Tensor | None = None, suffix_mask: Tensor | None = None,
-                cache: DynamicCache | None = None, inputs_embeds: Tensor | None = None) -> MultimodalLMOutput:
+                cache: DynamicCache | None = None, inputs_embeds: Tensor | None = None,
+                suffix_ids: Tensor | None = None) -> MultimodalLMOutput:
         # input_ids, attention_mask: (B, T); z: (B, S, D_av) normed AV memory; z_mask: (B, S)
         # suffix_embeds (B, L, D), suffix_mask (B, L): the rationale suffix after the fusion tokens
         # (model.rationale), positions T+K..T+K+L-1; cache: filled for decoding (no-grad pass only).
         # inputs_embeds (B, T, D): in place of input_ids (the double flow's imagined tokens,
         # model.double_flow): no augmentation, no text caches, a differentiable prefix (no prefix split).
+        # suffix_ids (B, L): the token ids behind suffix_embeds (the key of `suffix_cache`, when set).
         with self.autocast(attention_mask.device):
+            if (self.suffix_cache is not None and self.text_cache is not None and suffix_ids is not None
+                    and suffix_embeds is not None and cache is None and inputs_embeds is None):
+                return self._forward_suffix_cached(input_ids, attention_mask, z, z_mask, suffix_embeds,
+                                                   suffix_mask, suffix_ids)
             return self._forward(input_ids, attention_mask, z, z_mask, suffix_embeds, suffix_mask, cache,
                                  inputs_embeds)
 
@@ -428,6 +504,30 @@ class MultimodalLM(nn.Module):
         """The text tokens' frozen states from `text_cache` (computed on a miss, text only, no_grad),
         then the K fusion tokens alone through every layer, attending to the cached keys/values.
         Same computation as the one pass over T+K tokens (text never sees the fusion tokens)."""
+        B, T = input_ids.shape
+        found, _ = self._text_entries(input_ids, attention_mask)
+        text_hidden = torch.stack([h for _, h in found]).float()  # (B, T, D)
+        kv = self._text_kv(found)
+        pos = torch.arange(T + self.n_fusion, device=input_ids.device)[None, :]
+        x_f = self.fusion_tokens.to(self.backbone.embed_tokens.weight.dtype).expand(B, -1, -1)  # (B, K, D)
+        full_mask = torch.cat([attention_mask.long(), attention_mask.new_ones(B, self.n_fusion).long()], dim=1)
+        with self.memory.hold(z.float(), z_mask, n_text=0):
+            fusion = self.backbone_model.base_model(
+                inputs_embeds=x_f, attention_mask=full_mask, position_ids=pos[:, T:].expand(B, -1),
+                past_key_values=kv, use_cache=True,
+            ).last_hidden_state  # (B, K, D)
+        return MultimodalLMOutput(text_hidden=text_hidden, fusion_hidden=fusion.float())
+
+    def _text_kv(self, found: list) -> DynamicCache:
+        """A KV cache holding the text entries' keys/values at every layer (rows in batch order)."""
+        kv = self.new_cache()
+        for li in range(len(found[0][0])):
+            kv.update(torch.stack([e[li][0] for e, _ in found]), torch.stack([e[li][1] for e, _ in found]), li)
+        return kv
+
+    def _text_entries(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[list, list[bytes]]:
+        """Per row (per-layer (keys, values), final text states) from `text_cache`, the missing rows
+        computed once (text only, no_grad); and the rows' keys."""
         cache = self.text_cache
         B, T = input_ids.shape
         keys = cache.keys_of(input_ids, attention_mask)
@@ -449,18 +549,57 @@ class MultimodalLM(nn.Module):
                 entry = tuple((k[j].clone(), v[j].clone()) for k, v in layers)
                 cache.put(keys[b], entry, hidden[j].clone())
                 found[b] = (entry, hidden[j])
+        return found, keys
+
+    def _forward_suffix_cached(self, input_ids: Tensor, attention_mask: Tensor, z: Tensor, z_mask: Tensor,
+                               suffix_embeds: Tensor, suffix_mask: Tensor, suffix_ids: Tensor) -> MultimodalLMOutput:
+        """`model.rationale.prefix_cache`: text states from `text_cache`; the output of the first MM
+        layer's decoder layer for [fusion ‖ suffix] from `suffix_cache` (computed on a miss: those
+        tokens through layers 0..m, attending to the cached text keys/values, no_grad); then the
+        K + L tokens from the first MM block on, attending to the cached text keys/values. The same
+        computation as the one pass over T+K+L tokens: the text never sees what follows it, and
+        below the first MM block nothing trainable acts (fusion tokens frozen, checked at build)."""
+        if self.fusion_tokens.requires_grad:
+            raise RuntimeError("suffix_cache needs frozen fusion tokens (model.fusion_trainable=false)")
+        B, T = input_ids.shape
+        K, L = self.n_fusion, suffix_embeds.shape[1]
+        dev = input_ids.device
+        dtype = self.backbone.embed_tokens.weight.dtype
+        found, text_keys = self._text_entries(input_ids, attention_mask)
         text_hidden = torch.stack([h for _, h in found]).float()  # (B, T, D)
-        kv = self.new_cache()
-        for li in range(len(found[0][0])):
-            kv.update(torch.stack([e[li][0] for e, _ in found]), torch.stack([e[li][1] for e, _ in found]), li)
-        x_f = self.fusion_tokens.to(self.backbone.embed_tokens.weight.dtype).expand(B, -1, -1)  # (B, K, D)
-        full_mask = torch.cat([attention_mask.long(), attention_mask.new_ones(B, self.n_fusion).long()], dim=1)
-        with self.memory.hold(z.float(), z_mask, n_text=0):
-            fusion = self.backbone_model.base_model(
-                inputs_embeds=x_f, attention_mask=full_mask, position_ids=pos[:, T:].expand(B, -1),
-                past_key_values=kv, use_cache=True,
-            ).last_hidden_state  # (B, K, D)
-        return MultimodalLMOutput(text_hidden=text_hidden, fusion_hidden=fusion.float())
+        x_f = self.fusion_tokens.to(dtype)
+        context = f"m{self.mm_layers[0]}:".encode() + x_f.detach().float().cpu().numpy().tobytes()
+        import hashlib
+
+        context = hashlib.sha1(context).digest()
+        store = self.suffix_cache
+        keys = store.keys_of(text_keys, suffix_ids, suffix_mask, context)
+        rows = [store.get(k) for k in keys]
+        missing = [b for b, r in enumerate(rows) if r is None]
+        store.hits += B - len(missing)
+        store.misses += len(missing)
+        full_mask = torch.cat([attention_mask.long(), attention_mask.new_ones(B, K).long(), suffix_mask.long()], dim=1)
+        pos = torch.arange(T + K + L, device=dev)[None, :]
+        if missing:
+            idx = torch.tensor(missing, device=dev)
+            x = torch.cat([x_f.expand(len(missing), -1, -1), suffix_embeds[idx].to(dtype)], dim=1)  # (M, K+L, D)
+            with torch.no_grad():
+                h = self._run_prefix(x, full_mask[idx], pos[:, T:].expand(len(missing), -1),
+                                     self._text_kv([found[b] for b in missing]))  # (M, K+L, D)
+            lengths = suffix_mask.long().sum(1).tolist()
+            for j, b in enumerate(missing):
+                rows[b] = h[j, : K + lengths[b]].clone()
+                store.put(keys[b], rows[b])
+        held = x_f.new_zeros(B, K + L, x_f.shape[-1])  # pads behind each row's real suffix: never attended to
+        for b, r in enumerate(rows):
+            held[b, : r.shape[0]] = r.to(dtype)
+        h0 = torch.zeros_like(held)  # ignored: the pass replays from the first MM layer
+        with self.memory.hold(z.float(), z_mask, n_text=0, n_suffix=L), self.prefix.set("replay", held):
+            hidden = self.backbone_model.base_model(
+                inputs_embeds=h0, attention_mask=full_mask, position_ids=pos[:, T:].expand(B, -1),
+                past_key_values=self._text_kv(found), use_cache=True,
+            ).last_hidden_state.float()  # (B, K+L, D)
+        return MultimodalLMOutput(text_hidden=text_hidden, fusion_hidden=hidden[:, :K], suffix_hidden=hidden[:, K:])
 
     def _prefix_split(self, x_t: Tensor, x_f: Tensor, text_mask: Tensor, full_mask: Tensor,
                       position_ids: Tensor, input_ids: Tensor | None = None) -> Tensor:

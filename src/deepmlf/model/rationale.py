@@ -154,18 +154,26 @@ class RationaleDeepMLF(DeepMLF):
             teacher.eval().requires_grad_(False)
 
     # ------------------------------------------------------------------ forward
-    def _suffix(self, prompt: Tensor, ids: Tensor | None, mask: Tensor | None, B: int) -> tuple[Tensor, Tensor]:
-        """Embeddings (B, P+R-1, D) of [prompt ‖ ids[:, :-1]] and their mask (the last rationale
-        token is only a target)."""
+    def _suffix_tokens(self, prompt: Tensor, ids: Tensor | None, mask: Tensor | None, B: int) -> tuple[Tensor, Tensor]:
+        """Token ids (B, P+R-1) of [prompt ‖ ids[:, :-1]] and their mask (the last rationale token
+        is only a target)."""
         p = prompt[None, :].expand(B, -1)
         tokens = p if ids is None else torch.cat([p, ids[:, :-1]], dim=1)
         m = torch.ones_like(p) if mask is None else torch.cat([torch.ones_like(p), mask[:, :-1]], dim=1)
+        return tokens, m
+
+    def _suffix(self, prompt: Tensor, ids: Tensor | None, mask: Tensor | None, B: int) -> tuple[Tensor, Tensor]:
+        """Embeddings (B, P+R-1, D) of [prompt ‖ ids[:, :-1]] and their mask."""
+        tokens, m = self._suffix_tokens(prompt, ids, mask, B)
         return self.lm.backbone.embed_tokens(tokens), m
 
     def _suffix_logits(self, batch: Batch, z: Tensor, z_mask: Tensor, prompt: Tensor, ids: Tensor,
                        mask: Tensor) -> tuple[Any, Tensor]:
-        emb, m = self._suffix(prompt, ids, mask, ids.shape[0])
-        lm_out = self.lm(batch.input_ids, batch.attention_mask, z, z_mask, suffix_embeds=emb, suffix_mask=m)
+        tokens, m = self._suffix_tokens(prompt, ids, mask, ids.shape[0])
+        emb = self.lm.backbone.embed_tokens(tokens)
+        # suffix_ids: the key of the suffix-state cache (model.rationale.prefix_cache), when on.
+        lm_out = self.lm(batch.input_ids, batch.attention_mask, z, z_mask, suffix_embeds=emb, suffix_mask=m,
+                         suffix_ids=tokens)
         P = prompt.shape[0]
         logits = self.lm.lm_logits(lm_out.suffix_hidden[:, P - 1:].contiguous())  # (B, R, V)
         return lm_out, logits
@@ -265,6 +273,10 @@ class RationaleDeepMLF(DeepMLF):
     def generate_rationale(self, batch: Batch, output: Any = None) -> list[str]:
         """The Predictor's rationale hook (deepmlf.predictor)."""
         return self.explain(batch)[0].rationale or []
+
+    def lr_parts(self) -> dict[str, list[nn.Parameter]]:
+        """DeepMLF's parts plus `rationale_lora` (train.lr_parts)."""
+        return {**super().lr_parts(), "rationale_lora": list(self._lora)}
 
     def parameter_counts(self) -> dict:
         counts = super().parameter_counts()
