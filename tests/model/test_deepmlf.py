@@ -492,6 +492,52 @@ def test_text_cache_equals_the_uncached_model_in_outputs_and_gradients(new_backb
     assert len(cached.lm.text_cache) == 4 and cached.lm.text_cache.hits == 4 and cached.lm.text_cache.misses == 4
 
 
+@pytest.mark.parametrize("mm_layers", [[1, 3], [0, 2]])
+def test_fixed_fusion_tokens_with_the_text_cache_equal_the_uncached_model(new_backbone, mm_layers):
+    """model.fusion_trainable=false + text_cache: the fusion tokens' prefix states are cached
+    too (the pass replays from the first MM block), with the same outputs and gradients as the
+    uncached model; new fusion-token values (a loaded checkpoint) invalidate those states."""
+    kw = dict(ffw_tokens="fusion", mm_layers=mm_layers, fusion_trainable=False)
+    ref = _build(new_backbone, **kw)
+    cached = _build(new_backbone, **kw, text_cache=True)
+    assert not ref.lm.fusion_tokens.requires_grad and not cached.lm.fusion_tokens.requires_grad
+    b = make_batch()
+
+    def run(model):
+        model.eval()
+        model.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            out = model(b)
+            out.loss.backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    for state in (ref.trainable_state_dict(), None):
+        if state is None:  # other fusion-token values: the cached prefix states must not be reused
+            state = dict(ref.trainable_state_dict())
+            state["lm.fusion_tokens"] = state["lm.fusion_tokens"] * 2.0
+            ref.load_trainable_state_dict(state)
+        cached.load_trainable_state_dict(state)
+        for _ in range(2):  # the first pass fills the cache, the second reads it
+            (o1, g1), (o2, g2) = run(ref), run(cached)
+            for name in ("y_o", "y_f", "loss"):
+                torch.testing.assert_close(getattr(o2, name), getattr(o1, name), atol=1e-5, rtol=1e-5)
+            assert set(g1) == set(g2) and "lm.fusion_tokens" not in g1
+            for n in g1:
+                torch.testing.assert_close(g2[n], g1[n], atol=1e-5, rtol=1e-4)
+    assert len(cached.lm.text_cache.fusion_states) == 8  # 4 transcripts x 2 fusion-token values
+
+
+def test_fixed_fusion_tokens_are_not_trained(new_backbone):
+    from deepmlf.train.optim import param_groups
+
+    model = _build(new_backbone, fusion_trainable=False)
+    before = model.lm.fusion_tokens.detach().clone()
+    groups = param_groups(model, small_config().train, av_module=model.av_encoder)
+    assert all(p is not model.lm.fusion_tokens for g in groups for p in g["params"])
+    assert torch.equal(model.lm.fusion_tokens.detach(), before)
+    assert "lm.fusion_tokens" in model.trainable_state_dict()  # still saved with the checkpoint
+
+
 def test_text_cache_is_refused_where_text_states_are_trained(new_backbone):
     with pytest.raises(ConfigError, match="model.text_cache=true .*model.ffw_tokens=all"):
         _build(new_backbone, text_cache=True)

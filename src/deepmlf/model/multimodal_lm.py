@@ -23,6 +23,7 @@ Shapes: B batch, T text tokens, K fusion tokens, S AV steps, D LM width, D_av AV
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,6 +95,9 @@ class TextStateCache:
     def __init__(self) -> None:
         # key -> (((keys, values) per layer, each (kv_heads, T, head_dim)), final text states (T, D))
         self._store: dict[bytes, tuple[tuple[tuple[Tensor, Tensor], ...], Tensor]] = {}
+        # Frozen fusion tokens (model.fusion_trainable=false): (first MM layer, fusion-token digest,
+        # transcript key) -> the fusion tokens' output (K, D) of the decoder layer under the first MM block.
+        self.fusion_states: dict[bytes, Tensor] = {}
         self.hits = 0
         self.misses = 0
 
@@ -505,18 +509,46 @@ class MultimodalLM(nn.Module):
         then the K fusion tokens alone through every layer, attending to the cached keys/values.
         Same computation as the one pass over T+K tokens (text never sees the fusion tokens)."""
         B, T = input_ids.shape
-        found, _ = self._text_entries(input_ids, attention_mask)
+        found, text_keys = self._text_entries(input_ids, attention_mask)
         text_hidden = torch.stack([h for _, h in found]).float()  # (B, T, D)
         kv = self._text_kv(found)
         pos = torch.arange(T + self.n_fusion, device=input_ids.device)[None, :]
         x_f = self.fusion_tokens.to(self.backbone.embed_tokens.weight.dtype).expand(B, -1, -1)  # (B, K, D)
         full_mask = torch.cat([attention_mask.long(), attention_mask.new_ones(B, self.n_fusion).long()], dim=1)
-        with self.memory.hold(z.float(), z_mask, n_text=0):
+        replay = contextlib.nullcontext()
+        if not self.fusion_tokens.requires_grad:  # model.fusion_trainable=false
+            # Nothing trainable below the first MM block touches the fusion tokens: their states
+            # under it are a function of the transcript, cached like the text's, and the pass
+            # replays from there, so layers 0..m run once per transcript, not once per step.
+            held = self._cached_fusion_prefix(found, text_keys, x_f, full_mask, pos[:, T:])
+            replay = self.prefix.set("replay", held)
+        with self.memory.hold(z.float(), z_mask, n_text=0), replay:
             fusion = self.backbone_model.base_model(
                 inputs_embeds=x_f, attention_mask=full_mask, position_ids=pos[:, T:].expand(B, -1),
                 past_key_values=kv, use_cache=True,
             ).last_hidden_state  # (B, K, D)
         return MultimodalLMOutput(text_hidden=text_hidden, fusion_hidden=fusion.float())
+
+    def _cached_fusion_prefix(self, found: list, text_keys: list[bytes], x_f: Tensor, full_mask: Tensor,
+                              position_ids: Tensor) -> Tensor:
+        """(B, K, D): the frozen fusion tokens' output of the decoder layer under the first MM block,
+        per transcript from `text_cache` (computed no_grad on a miss, against the cached text
+        keys/values). Keyed by the first MM layer and the fusion tokens' values as well, so new
+        values (a loaded checkpoint) or another model sharing the cache never read stale states."""
+        context = hashlib.sha1(f"m{self.mm_layers[0]}:".encode()
+                               + x_f[0].detach().float().cpu().numpy().tobytes()).digest()
+        store = self.text_cache.fusion_states
+        keys = [context + b"|" + k for k in text_keys]
+        states = [store.get(k) for k in keys]
+        missing = [b for b, h in enumerate(states) if h is None]
+        if missing:
+            idx = torch.tensor(missing, device=x_f.device)
+            with torch.no_grad():
+                h = self._run_prefix(x_f[idx], full_mask[idx], position_ids.expand(len(missing), -1),
+                                     self._text_kv([found[b] for b in missing]))  # (M, K, D)
+            for j, b in enumerate(missing):
+                store[keys[b]] = states[b] = h[j].clone()
+        return torch.stack(states)
 
     def _text_kv(self, found: list) -> DynamicCache:
         """A KV cache holding the text entries' keys/values at every layer (rows in batch order)."""
