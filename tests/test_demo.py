@@ -109,6 +109,16 @@ def test_demo_dtype_is_the_presets_not_a_timing(tmp_path: Path) -> None:
     assert demo_config(probe_path=tmp_path / "p.pkl", overrides=["model.dtype=bfloat16"]).model.dtype == "bfloat16"
 
 
+def test_demo_keeps_its_fusion_tokens_fixed_and_their_prefix_cached(tmp_path: Path) -> None:
+    """The demo's step runs from the first MM block on: fixed fusion tokens + text cache (docs/deep-fusion.md)."""
+    from deepmlf.model.build import build_model
+
+    cfg = demo_config(probe_path=tmp_path / "p.pkl", overrides=TINY)
+    assert cfg.model.fusion_tokens_trainable is False and cfg.model.text_cache is True
+    model = build_model(cfg, audio_dim=5, vision_dim=20)
+    assert not model.lm.fusion_tokens.requires_grad and model.lm.text_cache is not None
+
+
 @pytest.mark.slow
 def test_demo_end_to_end_on_a_tiny_backbone(tmp_path: Path) -> None:
     console = Console(record=True, width=220)
