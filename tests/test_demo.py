@@ -114,7 +114,7 @@ def test_demo_keeps_its_fusion_tokens_fixed_and_their_prefix_cached(tmp_path: Pa
     from deepmlf.model.build import build_model
 
     cfg = demo_config(probe_path=tmp_path / "p.pkl", overrides=TINY)
-    assert cfg.model.fusion_tokens_trainable is False and cfg.model.text_cache is True
+    assert cfg.model.fusion_trainable is False and cfg.model.text_cache is True
     model = build_model(cfg, audio_dim=5, vision_dim=20)
     assert not model.lm.fusion_tokens.requires_grad and model.lm.text_cache is not None
 
