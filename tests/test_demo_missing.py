@@ -26,3 +26,17 @@ def test_missing_demo_rows_and_files(tmp_path):
     # stage 1 ran once: the later DeepMLF variants started from the first run's checkpoint
     assert (tmp_path / "out" / "deepmlf" / "seed-1111" / "stage1" / "best.pt").is_file()
     assert not (tmp_path / "out" / "deepmlf-double-flow" / "seed-1111" / "stage1").exists()
+
+
+def test_missing_demo_has_its_own_preset_and_times_each_row():
+    from deepmlf.config import load_config
+    from deepmlf.demo.missing import PRESET, markdown_table
+
+    cfg = load_config(preset=PRESET)
+    assert PRESET == "demo-missing" and cfg.model.backbone_layers == 4 and cfg.model.mm_layers == [2, 3]
+    assert cfg.model.text_cache and cfg.model.ffw_tokens == "fusion"
+    row = {"MAE": 0.5, "Has0_acc_2": 0.9}
+    md = markdown_table({"rows": {"DeepMLF": {"complete": row, "text_missing": row}},
+                         "oracle": {"complete": row, "text_missing": row}, "timings": {"DeepMLF": 61.4},
+                         "verdict": []})
+    assert "| DeepMLF | 0.500 | 90.0 | 0.500 | 90.0 | 61 |" in md

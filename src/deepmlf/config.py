@@ -43,7 +43,7 @@ def load_yaml(text: str) -> Any:
 Dataset = Literal["mosi", "mosei", "sims", "simsv2"]
 DATASET_INFER = "infer"  # data.dataset default: the file decides (deepmlf.data.corpora.infer_dataset)
 Tracker = Literal["tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab"]
-PRESETS = ("mosi", "mosei-base", "mosei-large", "sims", "simsv2", "demo")
+PRESETS = ("mosi", "mosei-base", "mosei-large", "sims", "simsv2", "demo", "demo-missing")
 
 
 class _Strict(BaseModel):
@@ -189,6 +189,11 @@ class DoubleFlowConfig(_Strict):
     rnc_tau: float = Field(2.0, gt=0.0)
     rnc_dim: int = Field(64, ge=1)  # r = MLP(h -> rnc_dim -> rnc_dim)
     task_loss: Literal["l1", "mse"] = "l1"  # missing-flow task loss (DeepMLF's L1; SDUMC MSE)
+    # The task head's BatchNorm: "full" = running statistics from the full flow only, the missing flow
+    # normalised by the full batch's statistics in training; "per_flow" = each flow its own batch,
+    # both updating the running statistics (the first version; docs/missing-modalities.md).
+    head_bn: Literal["full", "per_flow"] = "full"
+    rs_detach: bool = False  # L_RS: stop-gradient on the full flow's h (True) or both sides move (SDUMC, False)
 
 
 class UMCAConfig(_Strict):
@@ -273,7 +278,7 @@ class TrainConfig(_Strict):
     lr: float = Field(1e-4, gt=0)  # MM blocks, fusion tokens, heads
     lr_av: float = Field(1e-4, gt=0)  # AV encoder group
     # Per-part lr factors on `lr` (parts of the model's `lr_parts()`; DeepMLF: gates, gca, ffw,
-    # norms, fusion_tokens, heads), e.g. {gates: 30}: each part gets its own AdamW groups. Empty = one lr.
+    # norms, fusion_tokens, heads, double_flow), e.g. {gates: 30}: each part gets its own AdamW groups. Empty = one lr.
     lr_parts: dict[str, float] = Field(default_factory=dict)
     weight_decay: float = Field(0.005, ge=0)
     weight_decay_av: float = Field(0.005, ge=0)

@@ -133,3 +133,69 @@ def test_double_flow_with_the_text_state_cache(new_backbone):
     out.loss.backward()  # the full flow reads cached text states, the missing flow runs its tokens
     assert model.double_flow.imagine.proj.weight.grad.abs().sum() > 0
     assert math.isfinite(out.loss.item())
+
+
+def test_head_batchnorm_statistics_come_from_the_full_flow_only(new_backbone):
+    batch = make_batch()
+    plain = _model(new_backbone, on=False).train()
+    full = _model(new_backbone).train()  # head_bn "full", the default
+    per_flow = _model(new_backbone, head_bn="per_flow").train()
+    for m in (plain, full, per_flow):
+        _run(m, batch)
+    bn_plain, bn_full, bn_per = (m.heads.task.net[1] for m in (plain, full, per_flow))
+    assert torch.equal(bn_full.running_mean, bn_plain.running_mean)  # the missing flow left them alone
+    assert torch.equal(bn_full.running_var, bn_plain.running_var)
+    assert int(bn_full.num_batches_tracked) == 1 and int(bn_per.num_batches_tracked) == 2
+    assert not torch.equal(bn_per.running_mean, bn_plain.running_mean)
+
+
+def test_missing_flow_is_normalised_by_the_full_batch_statistics(new_backbone):
+    model = _model(new_backbone).train()
+    seen = []  # the head's pre-BatchNorm activations: the full flow's call, then the missing flow's
+    hook = model.heads.task.net[0].register_forward_hook(lambda mod, inp, out: seen.append(out.detach()))
+    out = _run(model, make_batch())
+    hook.remove()
+    a_f, a_m = seen
+    bn = model.heads.task.net[1]
+    mean, var = a_f.mean(0), a_f.var(0, unbiased=False)  # BatchNorm's own (biased) batch variance
+    expected = torch.relu((a_m - mean) / torch.sqrt(var + bn.eps) * bn.weight + bn.bias)
+    torch.testing.assert_close(out.states["h_missing"], expected, rtol=1e-5, atol=1e-6)
+    (g,) = torch.autograd.grad(out.loss_terms["missing"], out.states["h_full"], retain_graph=True,
+                               allow_unused=True)
+    assert g is None or not g.any()  # the statistics are detached: the missing loss does not reach h^F
+
+
+def test_rs_detach_stops_the_gradient_to_the_full_flow(new_backbone):
+    model = _model(new_backbone, rs_detach=True).train()
+    out = _run(model, make_batch())
+    s = out.states
+    (g,) = torch.autograd.grad(out.loss_terms["rs"], s["h_full"], retain_graph=True, allow_unused=True)
+    assert g is None or not g.any()
+    (g_m,) = torch.autograd.grad(out.loss_terms["rs"], s["h_missing"], retain_graph=True)
+    assert g_m.abs().sum() > 0
+
+
+def test_lr_parts_name_the_double_flow(new_backbone):
+    model = _model(new_backbone, mia=True)
+    parts = model.lr_parts()
+    assert {id(p) for p in parts["double_flow"]} == {id(p) for p in model.double_flow.parameters()}
+    assert _model(new_backbone, on=False).lr_parts()["double_flow"] == []
+
+
+def test_imagined_tokens_are_distinct_and_at_the_embedding_scale_at_init():
+    from deepmlf.model.double_flow import ImaginedTokens
+
+    torch.manual_seed(0)
+    imagine = ImaginedTokens(d_av=16, d_model=32, n_tokens=4, n_heads=2, embed_rms=0.136)
+    z = torch.nn.functional.layer_norm(torch.randn(3, 10, 16), (16,))  # the normed AV memory
+    tokens = imagine(z, torch.ones(3, 10, dtype=torch.bool))  # (3, 4, 32)
+    torch.testing.assert_close(tokens.pow(2).mean(-1).sqrt(), torch.full((3, 4), 0.136), rtol=1e-4, atol=1e-5)
+
+    def mean_cos(t):  # mean cosine between different imagined tokens of a sample
+        unit = torch.nn.functional.normalize(t, dim=-1)
+        return (unit @ unit.transpose(1, 2))[:, ~torch.eye(4, dtype=torch.bool)].mean().item()
+
+    assert mean_cos(tokens) < 0.99  # N(0, 1) queries attend differently
+    with torch.no_grad():
+        imagine.queries.mul_(0.02)  # the first version's N(0, 0.02²): uniform attention
+    assert mean_cos(imagine(z, torch.ones(3, 10, dtype=torch.bool))) > 0.9999  # one token repeated n_i times

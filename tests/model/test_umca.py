@@ -93,3 +93,13 @@ def test_umca_trains_through_the_runner(tmp_path):
     assert metrics["MAE"] == pytest.approx(result.per_seed[1]["MAE"])
     again = evaluate_checkpoint(tmp_path / "run" / "seed-1" / "best.pt", data)
     assert again["MAE"] == pytest.approx(metrics["MAE"], abs=1e-6)
+
+
+def test_umca_reads_the_truncated_backbone():
+    full, cut = _umca(), _umca(backbone_layers=2, mm_layers=[1])
+    assert len(full.backbone.layers) == 4 and len(cut.backbone.layers) == 2  # tiny: 4 layers
+    batch = make_batch()
+    with torch.no_grad():
+        a = full.text_states(batch.input_ids, batch.attention_mask)
+        b = cut.text_states(batch.input_ids, batch.attention_mask)
+    assert a.shape == b.shape and not torch.equal(a, b)

@@ -193,6 +193,8 @@ class DeepMLF(nn.Module):
             "norms": norms,
             "fusion_tokens": [self.lm.fusion_tokens],
             "heads": list(self.heads.parameters()),
+            # model.double_flow: the imagined tokens, MIA and the RnC projection (empty without it)
+            "double_flow": list(self.double_flow.parameters()) if self.double_flow is not None else [],
         }
 
     def parameter_counts(self) -> dict:

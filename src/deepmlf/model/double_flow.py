@@ -19,6 +19,12 @@ Losses (each weighted, config `model.double_flow`):
 h: the task head's hidden (after BatchNorm-ReLU); r = MLP(h). At inference the missing flow runs
 only for samples whose transcript is empty (`Batch.text_missing`), and gives their y_o.
 
+The task head's BatchNorm (`head_bn`): with "full" (default) only the full flow's batch updates its
+running statistics, and in training the missing flow is normalised by the full flow's batch
+statistics (detached), so at test time, when both flows read the running statistics, each sees the
+normalisation it was trained with. "per_flow" (the first version) normalises each flow by its own
+batch and lets both update the running statistics, which then describe neither flow.
+
 Shapes: B batch, n_i imagined tokens, K fusion tokens, S AV steps, D LM width, D_av AV width, H head hidden.
 """
 
@@ -48,12 +54,15 @@ class DoubleFlowWeights:
     lambda_rnc: float = 0.0
     rnc_tau: float = 2.0
     task_loss: str = "l1"
+    head_bn: str = "full"  # whose batch statistics the task head's BatchNorm uses (module docstring)
+    rs_detach: bool = False  # L_RS with sg on the full flow's h (True) or both sides moving (SDUMC)
 
     @classmethod
     def from_config(cls, df) -> "DoubleFlowWeights":
         """From a `config.DoubleFlowConfig` (model.double_flow)."""
         return cls(w_full=df.w_full, w_missing=df.w_missing, lambda_mkd=df.lambda_mkd, lambda_query=df.lambda_query,
-                   lambda_rs=df.lambda_rs, lambda_rnc=df.lambda_rnc, rnc_tau=df.rnc_tau, task_loss=df.task_loss)
+                   lambda_rs=df.lambda_rs, lambda_rnc=df.lambda_rnc, rnc_tau=df.rnc_tau, task_loss=df.task_loss,
+                   head_bn=df.head_bn, rs_detach=df.rs_detach)
 
 
 class ImaginedTokens(nn.Module):
@@ -61,7 +70,10 @@ class ImaginedTokens(nn.Module):
 
     def __init__(self, *, d_av: int, d_model: int, n_tokens: int, n_heads: int, embed_rms: float) -> None:
         super().__init__()
-        self.queries = nn.Parameter(torch.randn(n_tokens, d_av) * 0.02)
+        # N(0, 1): the scale of the LayerNormed memory Z they are compared with. At 0.02 the attention
+        # over Z is uniform, so all n_i tokens are one and the same token (the projected mean of Z)
+        # until the queries grow, which Adam's ~lr-sized steps take hundreds of steps to do.
+        self.queries = nn.Parameter(torch.randn(n_tokens, d_av))
         self.attn = nn.MultiheadAttention(d_av, n_heads, batch_first=True)
         self.proj = nn.Linear(d_av, d_model)
         self.embed_rms = float(embed_rms)  # the LM's own embedding scale: imagined tokens look like tokens
@@ -100,8 +112,10 @@ class DoubleFlow(nn.Module):
         self.rnc_proj = rnc_proj
         self.weights = weights
 
-    def missing_flow(self, model: "DeepMLF", z: Tensor, z_mask: Tensor, z_bar: Tensor) -> dict[str, Tensor]:
-        """The text-missing flow: never reads the transcript (input_ids), only the AV memory."""
+    def missing_flow(self, model: "DeepMLF", z: Tensor, z_mask: Tensor, z_bar: Tensor,
+                     bn_stats: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
+        """The text-missing flow: never reads the transcript (input_ids), only the AV memory.
+        bn_stats: (mean, var) for the task head's BatchNorm in training (head_bn "full"), or None."""
         tokens = self.imagine(z, z_mask)  # (B, n_i, D)
         ones = torch.ones(tokens.shape[:2], dtype=torch.long, device=tokens.device)  # (B, n_i)
         lm_out = model.lm(None, ones, z, z_mask, inputs_embeds=tokens)
@@ -109,7 +123,7 @@ class DoubleFlow(nn.Module):
         if self.mia is not None:
             x_tk = self.mia(x_tk, z_bar)
         x_f = lm_out.fusion_hidden.mean(1)  # (B, D)
-        h = head_hidden(model, torch.cat([x_f, x_tk, z_bar], dim=-1))  # (B, H)
+        h, _ = head_hidden(model, torch.cat([x_f, x_tk, z_bar], dim=-1), bn_stats=bn_stats)  # (B, H)
         return {"x_tk": x_tk, "x_f": x_f, "h": h, "y_o": head_out(model, h)}
 
     def losses(self, model: "DeepMLF", out: "DeepMLFOutput", batch, full: dict[str, Tensor],
@@ -122,7 +136,7 @@ class DoubleFlow(nn.Module):
         terms["missing"] = task(miss["y_o"], y)
         terms["mkd"] = sg_rmse(miss["x_tk"], full["x_tk"])
         terms["query"] = sg_rmse(miss["x_f"], full["x_f"])
-        terms["rs"] = rmse(miss["h"], full["h"])
+        terms["rs"] = sg_rmse(miss["h"], full["h"]) if w.rs_detach else rmse(miss["h"], full["h"])
         loss = (w.w_full * base + w.w_missing * terms["missing"] + w.lambda_mkd * terms["mkd"]
                 + w.lambda_query * terms["query"] + w.lambda_rs * terms["rs"])
         if self.rnc_proj is not None:
@@ -132,9 +146,17 @@ class DoubleFlow(nn.Module):
         return loss, terms
 
 
-def head_hidden(model: "DeepMLF", features: Tensor) -> Tensor:
-    """h: the task head g up to its last Linear (Linear -> BatchNorm -> ReLU), (B, 2D+D_av) -> (B, H)."""
-    return model.heads.task.net[:-1](features)
+def head_hidden(model: "DeepMLF", features: Tensor, *,
+                bn_stats: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """h: the task head g up to its last Linear (Linear -> BatchNorm -> ReLU), (B, 2D+D_av) -> (B, H),
+    and the pre-BatchNorm activations a (B, H). bn_stats (mean, var): normalise by these instead
+    (running statistics untouched), as the missing flow does in training under head_bn "full"."""
+    linear, bn, act = model.heads.task.net[:3]
+    a = linear(features)  # (B, H)
+    if bn_stats is None:
+        return act(bn(a)), a
+    mean, var = bn_stats
+    return act(F.batch_norm(a, mean, var, bn.weight, bn.bias, training=False, eps=bn.eps)), a
 
 
 def head_out(model: "DeepMLF", h: Tensor) -> Tensor:
@@ -153,7 +175,7 @@ def forward_double_flow(model: "DeepMLF", batch, lm_out, z: Tensor, z_mask: Tens
     x_tk = text_h[torch.arange(text_h.shape[0], device=text_h.device), last]  # (B, D)
     x_f = fusion_h.mean(1)  # (B, D)
     z_bar = masked_mean(z, z_mask)  # (B, D_av)
-    h = head_hidden(model, torch.cat([x_f, x_tk, z_bar], dim=-1))  # (B, H)
+    h, a = head_hidden(model, torch.cat([x_f, x_tk, z_bar], dim=-1))  # (B, H), (B, H)
     full = {"x_tk": x_tk, "x_f": x_f, "h": h}
     use_lm = model.loss_weights.lambda_lm > 0
     out = DeepMLFOutput(
@@ -167,7 +189,11 @@ def forward_double_flow(model: "DeepMLF", batch, lm_out, z: Tensor, z_mask: Tens
         if labels_usable(batch.labels):
             out.loss, out.loss_terms = model.losses(out, batch, use_lm=use_lm)
         return out
-    miss = flow.missing_flow(model, z, z_mask, z_bar)
+    bn_stats = None
+    if model.training and flow.weights.head_bn == "full":  # the full batch's statistics, as BatchNorm used them
+        a = a.detach()
+        bn_stats = (a.mean(0), a.var(0, unbiased=False))
+    miss = flow.missing_flow(model, z, z_mask, z_bar, bn_stats=bn_stats)
     out.y_m = miss["y_o"]
     out.states = {"x_tk_full": x_tk, "x_f_full": x_f, "h_full": h,
                   "x_tk_missing": miss["x_tk"], "x_f_missing": miss["x_f"], "h_missing": miss["h"]}

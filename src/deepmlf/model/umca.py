@@ -217,6 +217,10 @@ class UMCA(nn.Module):
 
 def build_umca(cfg, *, dims: Mapping[str, int], backbone: Backbone) -> UMCA:
     m, df = cfg.model, cfg.model.double_flow
+    if m.backbone_layers is not None:  # the same truncated LM as DeepMLF reads (model.backbone_layers)
+        from .build import keep_first_layers
+
+        keep_first_layers(backbone, m.backbone_layers)
     weights = DoubleFlowWeights.from_config(df) if df.enabled else None
     return UMCA(backbone=backbone, audio_dim=dims["audio"], vision_dim=dims["vision"], d=m.umca.d, d_out=m.umca.d_out,
                 dropout=m.umca.dropout, double_flow=weights, imagined_tokens=df.imagined_tokens, mia=df.mia,
