@@ -12,8 +12,9 @@ Stages:
   2. the assistant: DeepMLF + rationale head (model.rationale), trained by the one training loop;
   3. the text-only control: the same model and training on a copy of the probe whose audio and
      vision are all zeros (the fusion tokens then carry no cue) - the Voice field at chance;
-  4. the student: fewer decoder layers and fusion tokens, trained with token-level KD from the
-     assistant (CE 0.7 + KL(T=2) 0.3, MulCoT-RD's weights);
+  4. the student: the same 30 layers (it must write language), fewer MM blocks and fusion tokens
+     and a smaller LoRA, trained with token-level KD from the assistant (CE 0.7 + KL(T=2) 0.3,
+     MulCoT-RD's weights);
   5. greedy rationales on the test split for all three; per-field accuracy, the parsed score's
      MMSA metrics against the labels and against y_o, BLEU-4 / ROUGE-L / Distinct / MiniLM cosine
      against the teacher, sizes and decoding speed.
