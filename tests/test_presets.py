@@ -85,3 +85,13 @@ def test_preset_builds_and_trains_one_step_on_its_real_shape(preset, tmp_path, m
     assert result.metric_names == list(key_metric_names(dataset)) and 7 in result.per_seed
     gates = json.loads((seed / "gates.json").read_text())
     assert [g["layer"] for g in gates] == cfg.model.mm_layers
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_paper_presets_turn_on_the_exact_perf_switches(preset):
+    # Exact ones only (tests/model/test_perf.py): bf16 autocast and length-grouped batches change
+    # the numbers, checkpointing trades time for memory; those stay the user's choice.
+    p = load_config(preset=preset).perf
+    assert p.dynamic_padding and p.lm_loss_chunk == 1024 and p.fused_gelu and p.inference_mode
+    assert p.autocast == "off" and not p.checkpoint_frozen and not p.prefix_cache
+    assert load_config(preset=preset).data.length_grouped == 0
