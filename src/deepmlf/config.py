@@ -347,8 +347,9 @@ class PerfConfig(_Strict):
     # Run the LM over the batch's longest transcript, not data.max_text_len (fusion tokens keep
     # their positions max_text_len.., so the numbers are the same). lm_logits then cover that width.
     dynamic_padding: bool = False
-    # LM loss on real positions only, in chunks of this many tokens, each chunk's logits recomputed
-    # in backward: the (tokens x vocabulary) matrix never exists whole. 0 = off (full logits,
+    # LM loss on real positions only, in chunks of this many tokens (each chunk's gradient formed in
+    # forward; recomputed in backward under bf16 autocast): the (tokens x vocabulary) matrix never
+    # exists whole. 0 = off (full logits,
     # returned as lm_logits); on, lm_logits is None.
     lm_loss_chunk: int = Field(0, ge=0)
     # Cache the frozen layers' text states before the first MM block (their KV and the output under
