@@ -38,10 +38,10 @@ from .text_reference import extract_features, fit_text_head
 
 DEFAULT_OUT = Path("runs/demo")
 PROBE_SEED = 0
-# Probe size and the stage-2 epoch budget: sized so `make demo` ends well within ten minutes on
-# 2 CPU cores (benchmarks/RESULTS.md, "Demo wall time"). --fast keeps the data and trains 5 epochs
-# instead of 8; fewer epochs or half the data (3 epochs, n=500 was tried) no longer let DeepMLF
-# beat the text-only reference.
+# Probe size and the stage-2 epoch budget (the preset's 10 epochs): sized for ≤ 8 minutes on 2 CPU
+# cores (benchmarks/RESULTS.md, "Demo wall time"). --fast keeps the data and trains 5 epochs;
+# half the data (3 epochs, n=500 was tried with an earlier recipe) no longer let DeepMLF beat the
+# text-only reference.
 DEMO_N = 1000
 FAST_N = 1000
 FAST_OVERRIDES = ["train.max_epochs=5", "pretrain.max_epochs=15"]
