@@ -131,10 +131,9 @@ class MMBlock(nn.Module):
             h = h + self._gca(h, z, z_mask)
         if self.ffw is not None:
             if self.ffw_tokens == "fusion":
-                x_t, x_f = h[:, :n_text], h[:, n_text:]
-                h = torch.cat([x_t, x_f + self.gate_ffw(self.ffw(self.norm_ffw(x_f)))], dim=1)
+                h = torch.cat([h[:, :n_text], self.ffw_only(h[:, n_text:])], dim=1)  # fusion tokens only
             else:
-                h = h + self.gate_ffw(self.ffw(self.norm_ffw(h)))  # eq. 11, text and fusion tokens
+                h = self.ffw_only(h)  # eq. 11, text and fusion tokens
         return h
 
     def ffw_only(self, h: Tensor) -> Tensor:

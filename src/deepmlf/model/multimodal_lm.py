@@ -162,8 +162,6 @@ _SHARED_CACHES: dict[tuple, tuple["TextStateCache", SuffixStateCache]] = {}
 def backbone_fingerprint(backbone: Backbone) -> tuple:
     """Name, dtype, depth and a digest of a few weight tensors (the embedding table's first rows,
     the final norm, each layer's first input norm): equal for copies of one backbone."""
-    import hashlib
-
     h = hashlib.sha1()
     with torch.no_grad():
         h.update(backbone.embed_tokens.weight[:4].detach().float().cpu().numpy().tobytes())
@@ -535,8 +533,7 @@ class MultimodalLM(nn.Module):
         per transcript from `text_cache` (computed no_grad on a miss, against the cached text
         keys/values). Keyed by the first MM layer and the fusion tokens' values as well, so new
         values (a loaded checkpoint) or another model sharing the cache never read stale states."""
-        context = hashlib.sha1(f"m{self.mm_layers[0]}:".encode()
-                               + x_f[0].detach().float().cpu().numpy().tobytes()).digest()
+        context = self._fusion_context()
         store = self.text_cache.fusion_states
         keys = [context + b"|" + k for k in text_keys]
         states = [store.get(k) for k in keys]
@@ -549,6 +546,13 @@ class MultimodalLM(nn.Module):
             for j, b in enumerate(missing):
                 store[keys[b]] = states[b] = h[j].clone()
         return torch.stack(states)
+
+    def _fusion_context(self) -> bytes:
+        """What the frozen states of the fusion tokens (and anything after them) below the first MM
+        block depend on besides the ids: that layer and the fusion tokens' values (in the backbone's
+        dtype). The key prefix of `TextStateCache.fusion_states` and `SuffixStateCache`."""
+        x_f = self.fusion_tokens.to(self.backbone.embed_tokens.weight.dtype)
+        return hashlib.sha1(f"m{self.mm_layers[0]}:".encode() + x_f.detach().float().cpu().numpy().tobytes()).digest()
 
     def _text_kv(self, found: list) -> DynamicCache:
         """A KV cache holding the text entries' keys/values at every layer (rows in batch order)."""
@@ -600,10 +604,7 @@ class MultimodalLM(nn.Module):
         found, text_keys = self._text_entries(input_ids, attention_mask)
         text_hidden = torch.stack([h for _, h in found]).float()  # (B, T, D)
         x_f = self.fusion_tokens.to(dtype)
-        context = f"m{self.mm_layers[0]}:".encode() + x_f.detach().float().cpu().numpy().tobytes()
-        import hashlib
-
-        context = hashlib.sha1(context).digest()
+        context = self._fusion_context()
         store = self.suffix_cache
         keys = store.keys_of(text_keys, suffix_ids, suffix_mask, context)
         rows = [store.get(k) for k in keys]
