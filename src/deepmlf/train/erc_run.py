@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -28,17 +27,18 @@ from ..data.erc import Conversation, ERCData, load_erc
 from ..data.erc.batch import ConversationDataset, dialogue_loader
 from ..encoders.features import attach_features, save_features
 from ..errors import ConfigError, DataError, RunDirError
-from ..io import remove_orphaned_temps, write_json, write_text
+from ..io import write_json, write_text
 from ..model.magt import stage2_inputs
 from ..model.registry import build_arch, get_arch
-from ..rundir import seed_dir
+from ..rundir import seed_dir, seed_dirs
 from ..runlock import run_lock
 from ..tasks import ClassificationTask
 from .checkpoint import BEST, load_best
 from .distributed import say
 from .evaluate import Predictions, collect_predictions
 from .loop import EpochCallback, FitResult, Stage, fit, make_accelerator
-from .run import DONE, RunResult, aggregate, config_differences, results_table, write_results, write_seed_outputs
+from .run import (DONE, RunResult, aggregate, config_differences, guard_run_dir, remove_previous_run, results_table,
+                  write_results, write_seed_outputs)
 
 STAGE1_HEADS = {"text": "text", "audio": "audio", "audio_kd": "audio", "video": "video", "video_kd": "video"}
 
@@ -301,41 +301,21 @@ def erc_unfinished_work(run_dir: Path, seeds: Iterable[int]) -> list[str]:
 
 
 def prepare_erc_run_dir(tree: dict[str, Any], run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Under the run lock, before anything is written (the ERC twin of `run.prepare_run_dir`):
-    orphaned temporary files go; --overwrite removes the previous run; unfinished work is refused
-    without --resume; a run written with another configuration is refused, naming the keys
-    (adding seeds is allowed)."""
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other: continue the run, or start it over")
-    if not run_dir.exists():
-        return
-    orphans = remove_orphaned_temps(run_dir)
-    if orphans:
-        say(f"{run_dir}: removed {len(orphans)} temporary file(s) an interrupted write left behind")
-    if overwrite:
-        removed = [p.name for p in sorted(run_dir.glob("seed-*")) if p.is_dir()]
-        for p in sorted(run_dir.glob("seed-*")):
-            shutil.rmtree(p)
-        for name in _ERC_RUN_FILES:
-            if (run_dir / name).is_file():
-                (run_dir / name).unlink()
-                removed.append(name)
-        if removed:
-            say(f"{run_dir}: --overwrite: removed the previous run ({', '.join(removed)})")
-        return
-    if not resume:
-        left = erc_unfinished_work(run_dir, tree["train"]["seeds"])
-        if left:
-            raise RunDirError(f"{run_dir} holds unfinished work ({'; '.join(left)}): pass --resume to continue or "
-                              "--overwrite to start over")
-    cfg_file = run_dir / "config.yaml"
-    if cfg_file.exists() and any(run_dir.glob("seed-*")):
-        old = yaml.safe_load(cfg_file.read_text()) or {}
-        diff = config_differences(old, tree, ignore=("train.seeds",))
-        if diff:
-            shown = ", ".join(diff[:8]) + (" ..." if len(diff) > 8 else "")
-            raise ConfigError(f"{run_dir} holds an ERC run with another configuration ({shown}; config.yaml); "
-                              "use a new --out, --overwrite, or the same settings to continue it")
+    """`run.guard_run_dir` for ERC runs: a run written with another configuration is refused, naming
+    the keys (adding seeds is allowed)."""
+    def check_config() -> None:
+        cfg_file = run_dir / "config.yaml"
+        if cfg_file.exists() and any(run_dir.glob("seed-*")):
+            old = yaml.safe_load(cfg_file.read_text()) or {}
+            diff = config_differences(old, tree, ignore=("train.seeds",))
+            if diff:
+                shown = ", ".join(diff[:8]) + (" ..." if len(diff) > 8 else "")
+                raise ConfigError(f"{run_dir} holds an ERC run with another configuration ({shown}; config.yaml); "
+                                  "use a new --out, --overwrite, or the same settings to continue it")
+
+    guard_run_dir(run_dir, resume=resume, overwrite=overwrite,
+                  start_over=lambda: remove_previous_run(run_dir, seed_dirs(run_dir).values(), _ERC_RUN_FILES),
+                  unfinished=lambda: erc_unfinished_work(run_dir, tree["train"]["seeds"]), check_config=check_config)
 
 
 def read_run_config(run_dir: str | Path) -> ERCConfig:

@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -239,41 +239,51 @@ def unfinished_work(cfg: Config, run_dir: Path) -> list[str]:
 _RUN_FILES = (CONFIG_FILE, TASK_FILE, RESULTS_CSV, RESULTS_JSON, "env.json")
 
 
-def _start_over(run_dir: Path) -> list[str]:
-    """--overwrite: remove what a previous run wrote (seed-*, stage1, tracking, run files); other files stay."""
+def remove_previous_run(run_dir: Path, dirs: Iterable[Path], files: Iterable[str]) -> list[str]:
+    """--overwrite: remove what a previous run wrote (the given folders and run files); other files stay."""
     removed = []
-    for p in [*seed_dirs(run_dir).values(), run_dir / STAGE1_DIR, run_dir / TRACKING_DIR]:
+    for p in dirs:
         if p.is_dir():
             shutil.rmtree(p)
             removed.append(p.name)
-    for name in _RUN_FILES:
+    for name in files:
         if (run_dir / name).is_file():
             (run_dir / name).unlink()
             removed.append(name)
     return removed
 
 
-def prepare_run_dir(cfg: Config, run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Under the run lock, before anything is written: orphaned temporary files go; unfinished work
-    is refused unless resumed or overwritten; a different config is refused (`_check_run_dir`)."""
+def guard_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, start_over: Callable[[], list[str]],
+                  unfinished: Callable[[], list[str]], check_config: Callable[[], None]) -> None:
+    """The run-dir rules of every `train` command, under the run lock and before anything is written:
+    orphaned temporary files go; --overwrite calls `start_over`; otherwise unfinished work is refused
+    unless resumed, and `check_config` refuses a run written with another configuration."""
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other: continue the run, or start it over")
     orphans = remove_orphaned_temps(run_dir)
     if orphans:
         say(f"{run_dir}: removed {len(orphans)} temporary file(s) an interrupted write left behind")
     if overwrite:
-        removed = _start_over(run_dir)
+        removed = start_over()
         if removed:
             say(f"{run_dir}: --overwrite: removed the previous run ({', '.join(removed)})")
         return
     if not resume:
-        left = unfinished_work(cfg, run_dir)
+        left = unfinished()
         if left:
             raise RunDirError(
                 f"{run_dir} holds unfinished work ({'; '.join(left)}): pass --resume to continue or "
                 "--overwrite to start over"
             )
-    _check_run_dir(cfg, run_dir)
+    check_config()
+
+
+def prepare_run_dir(cfg: Config, run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """`guard_run_dir` for DeepMLF runs: seeds, stage 1 and tracking are the previous run's work."""
+    previous = [*seed_dirs(run_dir).values(), run_dir / STAGE1_DIR, run_dir / TRACKING_DIR]
+    guard_run_dir(run_dir, resume=resume, overwrite=overwrite,
+                  start_over=lambda: remove_previous_run(run_dir, previous, _RUN_FILES),
+                  unfinished=lambda: unfinished_work(cfg, run_dir), check_config=lambda: _check_run_dir(cfg, run_dir))
 
 
 def locked_run_dir(run_dir: Path) -> contextlib.AbstractContextManager:
