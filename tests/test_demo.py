@@ -14,6 +14,7 @@ import torch
 from rich.console import Console
 
 from deepmlf.backbones.tiny import tiny_gpt2
+from deepmlf.config import load_config
 from deepmlf.data.dataset import make_loader
 from deepmlf.data.mmsa import load_mmsa
 from deepmlf.demo import comparison_table, demo_config, fusion_verdict, run_demo
@@ -117,6 +118,18 @@ def test_demo_keeps_its_fusion_tokens_fixed_and_their_prefix_cached(tmp_path: Pa
     assert cfg.model.fusion_trainable is False and cfg.model.text_cache is True
     model = build_model(cfg, audio_dim=5, vision_dim=20)
     assert not model.lm.fusion_tokens.requires_grad and model.lm.text_cache is not None
+
+
+def test_demo_mm_blocks_have_no_ffw(tmp_path: Path) -> None:
+    """The demo's MM blocks are cross-attention only (model.ffw=off): the copied FFWs memorised the
+    probe's transcripts (docs/deep-fusion.md item 10). The package default keeps eq. 10-11's FFW."""
+    from deepmlf.model.build import build_model
+
+    cfg = demo_config(probe_path=tmp_path / "p.pkl", overrides=TINY)
+    assert cfg.model.ffw == "off"
+    model = build_model(cfg, audio_dim=5, vision_dim=20)
+    assert all(block.ffw is None and block.gate_ffw is None for _, block in model.lm.mm_blocks())
+    assert load_config().model.ffw == "full"
 
 
 @pytest.mark.slow
