@@ -55,7 +55,7 @@ def _names_help() -> str:
 def demo(
     name: str = typer.Argument(DEFAULT_DEMO, help=_names_help(), show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", help="Output dir: data, models, report.md (default runs/demo for deepmlf, runs/demo-NAME otherwise)."),
-    n: Optional[int] = typer.Option(None, "--n", help="Synthetic samples in all (deepmlf: probe clips, split 70/15/15; default 1000)."),
+    n: Optional[int] = typer.Option(None, "--n", help="Synthetic samples in all (deepmlf: probe clips, split 70/15/15; default 2000, --fast 1000)."),
     fast: bool = typer.Option(False, "--fast", help="A shorter run, a rougher result (deepmlf: 5 stage-2 epochs instead of 8, about 2 minutes less)."),
     overrides: Optional[List[str]] = typer.Option(
         None, "--set", help="Config override on the demo's preset, KEY=VALUE (repeatable), e.g. --set train.max_epochs=4."
