@@ -104,6 +104,17 @@ def test_demo_rejects_settings_that_break_the_comparison(tmp_path: Path) -> None
         demo_config(probe_path=tmp_path / "p.pkl", overrides=["model.av_encoder.init=random_tune"])
 
 
+def test_demo_size_is_2000_clips_1000_with_fast_and_an_explicit_n_wins() -> None:
+    from deepmlf.demo.pipeline import demo_size
+
+    assert (demo_size(None, False), demo_size(None, True)) == (2000, 1000)
+    assert (demo_size(300, False), demo_size(300, True)) == (300, 300)
+    # --fast's epochs: 5 stage-2 and 15 stage-1 epochs, against the preset's 10 and 30.
+    cfg, fast = demo_config(probe_path=Path("p.pkl")), demo_config(probe_path=Path("p.pkl"), fast=True)
+    assert (cfg.train.max_epochs, cfg.pretrain.max_epochs) == (10, 30)
+    assert (fast.train.max_epochs, fast.pretrain.max_epochs) == (5, 15)
+
+
 def test_demo_dtype_is_the_presets_not_a_timing(tmp_path: Path) -> None:
     """The printed table must not depend on the machine: float32 unless the caller says otherwise."""
     assert demo_config(probe_path=tmp_path / "p.pkl").model.dtype == "float32"

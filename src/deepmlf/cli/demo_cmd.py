@@ -56,7 +56,7 @@ def demo(
     name: str = typer.Argument(DEFAULT_DEMO, help=_names_help(), show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", help="Output dir: data, models, report.md (default runs/demo for deepmlf, runs/demo-NAME otherwise)."),
     n: Optional[int] = typer.Option(None, "--n", help="Synthetic samples in all (deepmlf: probe clips, split 70/15/15; default 2000, --fast 1000)."),
-    fast: bool = typer.Option(False, "--fast", help="A shorter run, a rougher result (deepmlf: 5 stage-2 epochs instead of 8, about 2 minutes less)."),
+    fast: bool = typer.Option(False, "--fast", help="A shorter run, a rougher result (deepmlf: 1000 clips, 5 stage-2 epochs instead of 10, 15 stage-1 epochs instead of 30)."),
     overrides: Optional[List[str]] = typer.Option(
         None, "--set", help="Config override on the demo's preset, KEY=VALUE (repeatable), e.g. --set train.max_epochs=4."
     ),

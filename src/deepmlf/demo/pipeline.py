@@ -48,6 +48,11 @@ DEMO_N = 2000
 FAST_N = 1000
 FAST_OVERRIDES = ["train.max_epochs=5", "pretrain.max_epochs=15"]
 
+
+def demo_size(n: int | None, fast: bool) -> int:
+    """Probe clips in all: an explicit `--n` wins, else 2000 (1000 with --fast)."""
+    return n if n is not None else (FAST_N if fast else DEMO_N)
+
 MODEL_DIRS = {"DeepMLF": "deepmlf", "text-only": "text-only", "AV-only": "av-only"}
 MODEL_NOTES = {
     "DeepMLF": "frozen LM + MM blocks + fusion tokens + AV encoder (stage 2, initialised from stage 1)",
@@ -118,7 +123,7 @@ def run_demo(
 
     console = console or Console()
     out_dir = Path(out_dir)
-    n = n if n is not None else (FAST_N if fast else DEMO_N)
+    n = demo_size(n, fast)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
