@@ -354,7 +354,8 @@ class PerfConfig(_Strict):
     lm_loss_chunk: int = Field(0, ge=0)
     # Cache the frozen layers' text states before the first MM block (their KV and the output under
     # it), keyed by the token ids, for batches that are not augmented and run without backbone
-    # dropout; evaluation reuses them. Bounded: once prefix_cache_mb is full, no new entries.
+    # dropout; evaluation reuses them. Bounded: once prefix_cache_mb is full, no new entries (the same
+    # budget bounds UMCA's cache of frozen-LM text states).
     prefix_cache: bool = False
     prefix_cache_mb: int = Field(1024, ge=1)
     # bf16 autocast over the frozen backbone and the MM blocks (float32 master weights; heads, AV

@@ -61,6 +61,19 @@ def test_text_states_are_cached_and_exact():
     assert not first[~real].any()
 
 
+def test_text_state_cache_stays_within_its_budget_and_stays_exact():
+    model = _umca().eval()
+    batch = make_batch()
+    lengths = batch.attention_mask.sum(1).tolist()
+    one = int(lengths[0]) * model.backbone.hidden_size * 4  # float32 states of the first transcript
+    model._cache.max_bytes = one  # room for the first transcript only (perf.prefix_cache_mb in MB)
+    first = model.text_states(batch.input_ids, batch.attention_mask)
+    assert len(model._cache) == 1 and model._cache.nbytes == one
+    again = model.text_states(batch.input_ids, batch.attention_mask)  # the others are recomputed
+    assert torch.equal(first, again) and len(model._cache) == 1
+    assert _umca(**{})._cache.max_bytes == load_config().perf.prefix_cache_mb * 2**20
+
+
 def test_double_flow_missing_flow_ignores_the_transcript():
     model = _umca(double_flow={"enabled": True, "lambda_rnc": 0.5, "mia": True}).train()
     out = model(make_batch())

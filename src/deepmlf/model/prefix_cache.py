@@ -32,38 +32,68 @@ class PrefixEntry:
 
     @property
     def nbytes(self) -> int:
-        return self.kv.numel() * self.kv.element_size() + self.hidden.numel() * self.hidden.element_size()
+        return tensor_bytes(self.kv) + tensor_bytes(self.hidden)
 
 
-class PrefixCache:
-    """token ids (+ a fingerprint of backbone dtype, device and autocast) -> PrefixEntry. Not a Module."""
+class BoundedCache:
+    """key -> entry, at most `max_bytes` in all; once full, nothing is added (see the module doc).
 
-    def __init__(self, max_bytes: int) -> None:
+    Shared by the frozen-state caches that must stay bounded (PrefixCache; UMCA's text states).
+    `size(entry)` gives an entry's bytes. Not a Module.
+    """
+
+    def __init__(self, max_bytes: int, size) -> None:
         self.max_bytes = int(max_bytes)
+        self.size = size
         self.nbytes = 0
         self.hits = 0
         self.misses = 0
-        self._entries: dict[tuple, PrefixEntry] = {}
+        self._entries: dict = {}
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __contains__(self, key) -> bool:
+        return key in self._entries
 
     def clear(self) -> None:
         self._entries.clear()
         self.nbytes = 0
 
-    @staticmethod
-    def key(ids: Tensor, fingerprint: tuple) -> tuple:
-        """ids: (L,) the real token ids of one transcript."""
-        return (fingerprint, ids.cpu().numpy().tobytes())
-
-    def get(self, key: tuple) -> PrefixEntry | None:
+    def get(self, key):
         entry = self._entries.get(key)
         if entry is None:
             self.misses += 1
         else:
             self.hits += 1
         return entry
+
+    def admit(self, key, entry):
+        """Keep `entry` under `key` if it fits; returns the kept entry, or None when full."""
+        if key in self._entries:
+            return self._entries[key]
+        n = self.size(entry)
+        if self.nbytes + n > self.max_bytes:
+            return None
+        self._entries[key] = entry
+        self.nbytes += n
+        return entry
+
+
+def tensor_bytes(t: Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+class PrefixCache(BoundedCache):
+    """token ids (+ a fingerprint of backbone dtype, device and autocast) -> PrefixEntry."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(max_bytes, size=lambda e: e.nbytes)
+
+    @staticmethod
+    def key(ids: Tensor, fingerprint: tuple) -> tuple:
+        """ids: (L,) the real token ids of one transcript."""
+        return (fingerprint, ids.cpu().numpy().tobytes())
 
     def put(self, key: tuple, kv: Tensor, hidden: Tensor) -> PrefixEntry | None:
         """Store a copy; returns it, or None when the cache is full (nothing is evicted)."""
@@ -73,11 +103,7 @@ class PrefixCache:
         # later training step may save it for backward.
         with torch.inference_mode(False):
             entry = PrefixEntry(kv=kv.detach().clone(), hidden=hidden.detach().clone())
-        if self.nbytes + entry.nbytes > self.max_bytes:
-            return None
-        self._entries[key] = entry
-        self.nbytes += entry.nbytes
-        return entry
+        return self.admit(key, entry)
 
     @staticmethod
     def assemble(entries: list[PrefixEntry], T: int) -> tuple[Tensor, Tensor]:

@@ -34,6 +34,7 @@ from ..data.batch import Batch
 from ..losses import rmse, rnc_loss, sg_rmse
 from .av_encoder import labels_usable
 from .double_flow import MIA, DoubleFlowWeights
+from .prefix_cache import BoundedCache, tensor_bytes
 from .registry import Arch, register_arch
 from .state import count_parameters, load_strict, state_without
 
@@ -96,7 +97,7 @@ class ModalityCrossAttention(nn.Module):
 class UMCA(nn.Module):
     def __init__(self, *, backbone: Backbone, audio_dim: int, vision_dim: int, d: int, d_out: int, dropout: float,
                  double_flow: DoubleFlowWeights | None = None, imagined_tokens: int = 8, mia: bool = False,
-                 rnc_dim: int = 64) -> None:
+                 rnc_dim: int = 64, text_cache_bytes: int = 2**30) -> None:
         super().__init__()
         backbone.freeze()
         self.backbone = backbone  # accessors only (not registered: it is frozen and cached)
@@ -116,7 +117,9 @@ class UMCA(nn.Module):
             self.mia = MIA(d_model=d, d_av=2 * d, hidden=2 * d, dropout=dropout) if mia else None
             self.rnc_proj = (nn.Sequential(nn.Linear(d_out, rnc_dim), nn.ReLU(), nn.Linear(rnc_dim, rnc_dim))
                              if double_flow.lambda_rnc > 0 else None)
-        self._cache: dict[tuple[int, ...], Tensor] = {}
+        # Per-transcript text states, bounded (perf.prefix_cache_mb): past the budget, new transcripts
+        # are recomputed each time instead of growing memory with the corpus.
+        self._cache = BoundedCache(text_cache_bytes, size=tensor_bytes)
 
     def train(self, mode: bool = True) -> "UMCA":
         super().train(mode)
@@ -129,15 +132,17 @@ class UMCA(nn.Module):
         """(B, T) ids -> (B, T, D) float32 final-normed LM states, zero on padding; cached per transcript."""
         B, T = input_ids.shape
         keys = [tuple(ids[m.bool()].tolist()) for ids, m in zip(input_ids.cpu(), attention_mask.cpu())]
-        todo = [i for i, k in enumerate(keys) if k not in self._cache]
+        found = [self._cache.get(k) for k in keys]
+        todo = [i for i, e in enumerate(found) if e is None]
         if todo:
             hidden = self.backbone_model.base_model(input_ids=input_ids[todo], attention_mask=attention_mask[todo],
                                                     use_cache=False).last_hidden_state.float()  # (b, T, D)
             for j, i in enumerate(todo):
-                self._cache[keys[i]] = hidden[j, : len(keys[i])].cpu()
+                found[i] = hidden[j, : len(keys[i])].cpu()
+                self._cache.admit(keys[i], found[i].clone())
         out = torch.zeros(B, T, self.backbone.hidden_size, device=input_ids.device)
         for i, k in enumerate(keys):
-            out[i, : len(k)] = self._cache[k].to(out.device)
+            out[i, : len(k)] = found[i].to(out.device)
         return out
 
     # ------------------------------------------------------------------ one flow
@@ -224,7 +229,7 @@ def build_umca(cfg, *, dims: Mapping[str, int], backbone: Backbone) -> UMCA:
     weights = DoubleFlowWeights.from_config(df) if df.enabled else None
     return UMCA(backbone=backbone, audio_dim=dims["audio"], vision_dim=dims["vision"], d=m.umca.d, d_out=m.umca.d_out,
                 dropout=m.umca.dropout, double_flow=weights, imagined_tokens=df.imagined_tokens, mia=df.mia,
-                rnc_dim=df.rnc_dim)
+                rnc_dim=df.rnc_dim, text_cache_bytes=cfg.perf.prefix_cache_mb * 2**20)
 
 
 register_arch(Arch(
