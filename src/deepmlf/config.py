@@ -146,6 +146,18 @@ class RationaleConfig(_Strict):
     # The MM blocks' FFW (eq. 11) also updates the prompt and rationale tokens (token-wise: they still
     # reach AV only through the fusion tokens) when model.ffw_tokens=fusion keeps it off the transcript.
     suffix_ffw: bool = False
+    # A trainable read-out from the fusion tokens into the suffix (deepmlf.model.mm_block.FusionReadout):
+    # none = the suffix reads the fusion tokens through the frozen attention only; fusion = in every
+    # MM layer the prompt/rationale tokens also cross-attend (gated, the MM block's GCA) to that
+    # layer's fusion-token states, never to the AV memory itself, so AV still reaches the text only
+    # through the fusion tokens and the transcript never. docs/rationale.md, "The read-out".
+    readout: Literal["none", "fusion"] = "none"
+    # Its gate's raw parameter at init (None = model.gate_init). With model.gate=tanh, 0 closes the gate
+    # and then only the gate itself gets a gradient at the first step.
+    readout_gate_init: float | None = None
+    # The constant on the read-out branch (None = model.gca_scale): the suffix's residual stream is
+    # hundreds of times a fresh projection's output, as for the MM blocks' GCA.
+    readout_scale: float | None = Field(None, gt=0.0)
 
     @model_validator(mode="after")
     def _needs_rationales(self) -> "RationaleConfig":
