@@ -33,3 +33,21 @@ def test_rationale_demo_on_tiny_backbone(tmp_path):
 
     control = load_mmsa(tmp_path / "probe" / "control_no_av.pkl")
     assert float(abs(control["train"].audio).max()) == 0.0 and float(abs(control["test"].vision).max()) == 0.0
+
+
+def test_demo_recipe_reads_the_fusion_tokens_in_every_model(tmp_path):
+    """The assistant, the control and the student all train with the suffix's read-out of the fusion
+    tokens (model.rationale.readout=fusion): the control differs from the assistant in its data only."""
+    from deepmlf.demo.rationale_demo import demo_configs
+
+    cfgs = demo_configs(tmp_path, tmp_path / "p.pkl", tmp_path / "c.pkl", tmp_path / "t.jsonl", fast=False,
+                        overrides=None)
+    assert all(c.model.rationale.readout == "fusion" for c in cfgs.values())
+    a, c, s = (cfgs[k] for k in ("DeepMLF assistant", "text-only control", "student"))
+    assert (a.data.batch_size, a.train.max_epochs) == (8, 2)
+    assert a.model == c.model and a.train == c.train and a.data.path != c.data.path
+    assert s.model.mm_layers == [28, 29] and s.model.n_fusion == 2 and s.model.rationale.teacher_checkpoint
+    fast = demo_configs(tmp_path, tmp_path / "p.pkl", tmp_path / "c.pkl", tmp_path / "t.jsonl", fast=True,
+                        overrides=None)
+    assert s.train.max_epochs == 3
+    assert fast["DeepMLF assistant"].train.max_epochs == 1 and fast["student"].train.max_epochs == 1

@@ -246,3 +246,137 @@ def test_suffix_ffw_updates_the_suffix_only_and_decodes_consistently(new_backbon
     not_done = torch.cumsum((ids == eos).long(), 1) - (ids == eos).long() == 0
     assert torch.equal(agree[not_done], ids[not_done])
     assert "rationale_lora" in model.lr_parts()
+
+
+# ---------------------------------------------------------------- model.rationale.readout: fusion
+READOUT = {"readout": "fusion", "readout_gate_init": 1.0}
+
+
+def test_readout_none_is_bit_identical_to_the_default(new_backbone):
+    """readout: none (the default) builds the same weights and computes the same numbers bit for bit."""
+    default = _build(new_backbone).eval()
+    none = _build(new_backbone, rationale={"readout": "none"}).eval()
+    assert all(b.readout is None for _, b in none.lm.mm_blocks())
+    sd_a, sd_b = default.trainable_state_dict(), none.trainable_state_dict()
+    assert set(sd_a) == set(sd_b) and all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+    with torch.no_grad():
+        a, b = default(_with_rationales(make_batch())), none(_with_rationales(make_batch()))
+    for name in ("y_o", "y_t", "y_f", "rationale_logits", "loss"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert default.lr_parts()["readout"] == []
+    on = _build(new_backbone, rationale=READOUT)
+    extra = set(on.trainable_state_dict()) - set(sd_a)
+    assert extra and all(".readout." in k for k in extra)
+    assert {id(p) for p in on.lr_parts()["readout"]} | {id(b.readout.gate.a) for _, b in on.lm.mm_blocks()} \
+        == {id(p) for n, p in on.named_parameters() if ".readout." in n}
+
+
+@pytest.mark.parametrize("lora", [0, 2])
+def test_readout_leaves_text_states_and_heads_unchanged(new_backbone, lora):
+    model = _build(new_backbone, rationale={**READOUT, "lora_layers": lora}, mm_layers=[1, 2]).eval()
+    for p in model._lora:
+        torch.nn.init.normal_(p, std=0.5)
+    b = make_batch()
+    with torch.no_grad():
+        ref = model(b)
+        out = model(_with_rationales(make_batch()))
+        enc = model.av_encoder.encode_batch(b)
+        z = model.av_norm(enc.z)
+        h_ref = model.lm(b.input_ids, b.attention_mask, z, enc.mask)
+        emb, m = model._suffix(model.prompt_ids, *tokenize_rationales(byte_tokenizer(), RATIONALES, 12), 4)
+        h = model.lm(b.input_ids, b.attention_mask, z, enc.mask, suffix_embeds=emb, suffix_mask=m)
+    torch.testing.assert_close(h.text_hidden, h_ref.text_hidden, rtol=0, atol=1e-6)
+    torch.testing.assert_close(h.fusion_hidden, h_ref.fusion_hidden, rtol=0, atol=1e-6)
+    for name in ("y_t", "y_o", "y_f"):
+        torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0, atol=1e-6)
+    assert sorted(h.mm_fusion_states) == [1, 2] and h.mm_fusion_states[1].shape == (4, 3, 32)
+    # The read-out does act on the suffix: closing its gates changes the rationale logits.
+    with torch.no_grad():
+        for _, block in model.lm.mm_blocks():
+            block.readout.gate.a.fill_(-30.0)  # sigmoid(-30) ~ 1e-13
+        shut = model(_with_rationales(make_batch()))
+    real = _with_rationales(make_batch()).rationale_mask.bool()
+    assert not torch.allclose(shut.rationale_logits[real], out.rationale_logits[real], atol=1e-4)
+
+
+def test_readout_reaches_av_only_through_the_mm_blocks(new_backbone):
+    """MM blocks' gates shut (tanh 0), the read-out's open: the first rationale logit has exactly zero
+    gradient w.r.t. the AV memory (the read-out never sees it); MM gates open: non-zero."""
+    closed = _build(new_backbone, gate="tanh", gate_init=0.0, rationale=READOUT).eval()
+    assert all(b.readout.gate.value() > 0.7 for _, b in closed.lm.mm_blocks())
+    assert torch.count_nonzero(_first_logit_grad_wrt_z(closed)) == 0
+    opened = _build(new_backbone, gate="tanh", gate_init=1.0, rationale=READOUT).eval()
+    assert torch.count_nonzero(_first_logit_grad_wrt_z(opened)) > 0
+
+
+def test_readout_trains_its_attention_and_gate(new_backbone):
+    model = _build(new_backbone, gate="tanh", gate_init=1.0, rationale=READOUT).train()
+    model.loss_weights = type(model.loss_weights)(lambda_f=0, lambda_av=0, lambda_t=0, lambda_lm=0)
+    model(_with_rationales(make_batch())).loss_terms["rationale"].backward()
+    for _, block in model.lm.mm_blocks():
+        r = block.readout
+        assert r.attn.k_proj.weight.grad.abs().sum() > 0 and r.gate.a.grad.abs() > 0
+
+
+def test_readout_cached_decoding_equals_the_one_pass(new_backbone):
+    """Greedy decoding with the KV cache (decode_step reading the prefix pass's fusion states)
+    gives the one-pass teacher-forced logits, step by step."""
+    model = _build(new_backbone, rationale=READOUT, mm_layers=[1, 2]).eval()
+    b = make_batch()
+    out, ids = model.explain(b, max_len=6)
+    eos = byte_tokenizer().eos_token_id
+    full = torch.cat([ids, torch.full((4, 1), eos)], dim=1)
+    tb = make_batch()
+    tb.rationale_ids, tb.rationale_mask = full, torch.ones_like(full)
+    with torch.no_grad():
+        ref = model(tb).rationale_logits  # (B, R, V) one pass over T+K+P+R
+        # The decoder's own logits, step by step, against the one pass at the same positions.
+        enc = model.av_encoder.encode_batch(b)
+        z = model.av_norm(enc.z)
+        emb, m = model._suffix(model.prompt_ids, None, None, 4)
+        cache = model.lm.new_cache()
+        lm_out = model.lm(b.input_ids, b.attention_mask, z, enc.mask, suffix_embeds=emb, suffix_mask=m, cache=cache)
+        steps = [model.lm.lm_logits(lm_out.suffix_hidden[:, -1:])[:, -1]]
+        attn = torch.cat([b.attention_mask.long(), m.new_ones(4, model.lm.n_fusion), m.long()], dim=1)
+        for j in range(ids.shape[1] - 1):
+            attn = torch.cat([attn, attn.new_ones(4, 1)], dim=1)
+            pos = torch.full((4, 1), attn.shape[1] - 1, dtype=torch.long)
+            h = model.lm.decode_step(model.lm.backbone.embed_tokens(ids[:, j:j + 1]), attn, pos, z, enc.mask, cache,
+                                     fusion_states=lm_out.mm_fusion_states)
+            steps.append(model.lm.lm_logits(h)[:, -1])
+        with pytest.raises(RuntimeError, match="no fusion states of layer 1"):
+            model.lm.decode_step(model.lm.backbone.embed_tokens(ids[:, :1]), attn, pos, z, enc.mask, cache)
+    torch.testing.assert_close(torch.stack(steps, 1), ref[:, : ids.shape[1]], rtol=1e-5, atol=1e-5)
+    agree = ref.argmax(-1)[:, : ids.shape[1]]
+    not_done = torch.cumsum((ids == eos).long(), 1) - (ids == eos).long() == 0
+    assert torch.equal(agree[not_done], ids[not_done])
+
+
+@pytest.mark.parametrize("lora", [0, 2])
+def test_readout_prefix_cache_equals_the_uncached_pass(new_backbone, lora):
+    """model.rationale.prefix_cache with the read-out: logits, heads, loss and gradients of the one pass."""
+    model = _build(new_backbone, rationale={**READOUT, "lora_layers": lora, "prefix_cache": True,
+                                            "suffix_ffw": True}, mm_layers=[1, 2], **CACHED)
+    for p in model._lora:
+        torch.nn.init.normal_(p, std=0.5)
+    model.eval()
+    results = []
+    for cached in (False, True):
+        model.lm.suffix_cache.__init__()
+        saved = model.lm.suffix_cache
+        model.lm.suffix_cache = saved if cached else None
+        model.zero_grad()
+        out = model(_with_rationales(make_batch()))
+        if cached:
+            out = model(_with_rationales(make_batch()))  # all hits
+        out.loss.backward()
+        results.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+        model.lm.suffix_cache = saved
+    (ref, g_ref), (got, g_got) = results
+    real = _with_rationales(make_batch()).rationale_mask.bool()
+    torch.testing.assert_close(got.rationale_logits[real], ref.rationale_logits[real], rtol=1e-5, atol=1e-5)
+    for name in ("y_o", "y_t", "y_f", "loss"):
+        torch.testing.assert_close(getattr(got, name), getattr(ref, name), rtol=1e-5, atol=1e-5)
+    assert any(".readout." in n for n in g_ref) and set(g_got) == set(g_ref)
+    for n in g_ref:
+        torch.testing.assert_close(g_got[n], g_ref[n], rtol=1e-4, atol=1e-4 * float(g_ref[n].abs().max()), msg=n)

@@ -28,7 +28,7 @@ from .av_encoder import AVEncoder, AVRegressor
 from .deepmlf import DeepMLF, LossWeights
 from .ffw import make_ffw
 from .heads import DeepMLFHeads
-from .mm_block import Gate, GatedCrossAttention, MMBlock
+from .mm_block import FusionReadout, Gate, GatedCrossAttention, MMBlock
 from .multimodal_lm import MultimodalLM, TextStateCache, ensure_unwrapped, shared_caches
 from .perf import apply_perf, fuse_tanh_gelu
 from .registry import Arch, register_arch
@@ -122,6 +122,21 @@ def _build_mm_block(cfg: Config, backbone: Backbone, layer_index: int) -> MMBloc
         query=m.gca_query,
         gca_scale=m.gca_scale,
         ffw_tokens=m.ffw_tokens,
+        readout=_build_readout(cfg, backbone),
+    )
+
+
+def _build_readout(cfg: Config, backbone: Backbone) -> FusionReadout | None:
+    """model.rationale.readout: fusion: the suffix's gated cross-attention to the fusion states (LM width)."""
+    m, r = cfg.model, cfg.model.rationale
+    if not (r.enabled and r.readout == "fusion"):
+        return None  # built after the block's own parts: with the read-out off nothing else draws
+    D = backbone.hidden_size
+    return FusionReadout(
+        attn=GatedCrossAttention(d_model=D, d_av=D, n_heads=m.n_heads, dropout=m.dropout),
+        norm_q=backbone.make_norm(), norm_kv=backbone.make_norm(),
+        gate=Gate(kind=m.gate, init=m.gate_init if r.readout_gate_init is None else r.readout_gate_init),
+        scale=m.gca_scale if r.readout_scale is None else r.readout_scale,
     )
 
 

@@ -186,9 +186,13 @@ class DeepMLF(nn.Module):
         blocks = [b for _, b in self.lm.mm_blocks()]
         gates = [p for b in blocks for g in (b.gate_attn, b.gate_ffw) if g is not None for p in g.parameters()]
         norms = [p for b in blocks for n in (b.norm_attn, b.norm_ffw) if n is not None for p in n.parameters()]
+        readouts = [b.readout for b in blocks if b.readout is not None]  # model.rationale.readout: fusion
+        gates += [p for r in readouts for p in r.gate.parameters()]  # its gate moves with the others
         return {
             "gates": gates,
             "gca": [p for b in blocks for p in b.attn.parameters()],
+            # the suffix's read-out of the fusion tokens: its attention and norms (empty without it)
+            "readout": [p for r in readouts for m in (r.attn, r.norm_q, r.norm_kv) for p in m.parameters()],
             "ffw": [p for b in blocks if b.ffw is not None for p in b.ffw.parameters()],
             "norms": norms,
             "fusion_tokens": [self.lm.fusion_tokens],

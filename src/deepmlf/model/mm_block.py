@@ -3,7 +3,15 @@
     X_f <- X_f + g1 · GCA(q=Norm1(X_f), kv=Z)        (eq. 9; who queries: Table 10)
     H   <- H + g2 · FFW(Norm2(H)),  H = [X_t ‖ X_f]   (eq. 10-11; token-wise, text never sees AV)
 
-Shapes: B batch, T text tokens, K fusion tokens, S AV steps, D LM width, D_av AV width.
+With a rationale suffix (model.rationale.readout: fusion) the block also owns a read-out, the same
+gated cross-attention with the fusion tokens' states of this layer as keys/values and the suffix
+(prompt + rationale) tokens as queries:
+
+    X_s <- X_s + g_r · GCA_r(q=Norm_q(X_s), kv=Norm_kv(X_f))
+
+so the generated text reads AV through the fusion tokens only (never the AV memory itself).
+
+Shapes: B batch, T text tokens, K fusion tokens, S AV steps, D LM width, D_av AV width, L suffix tokens.
 """
 
 from __future__ import annotations
@@ -77,6 +85,33 @@ class GatedCrossAttention(nn.Module):
         return self.out_dropout(self.o_proj(y))
 
 
+class FusionReadout(nn.Module):
+    """The rationale suffix's read-out of the fusion tokens (model.rationale.readout: fusion).
+
+    The frozen attention of the deep layers puts only 2-5 % of the suffix's weight on the fusion
+    tokens and its value/output projections are the LM's own, so the written rationale barely
+    moved with AV (benchmarks/RESULTS.md, "Rationale demo"). This is a trainable path from the
+    fusion states into the suffix, after the MM blocks' own GCA (eq. 9) with the fusion tokens'
+    states of the layer as the memory; both sides are normed, as the stream is hundreds of times
+    the scale of a fresh projection (docs/deep-fusion.md), and `scale` plays gca_scale's part.
+    """
+
+    def __init__(self, *, attn: GatedCrossAttention, norm_q: nn.Module, norm_kv: nn.Module, gate: Gate,
+                 scale: float = 1.0) -> None:
+        super().__init__()
+        self.attn = attn
+        self.norm_q = norm_q
+        self.norm_kv = norm_kv
+        self.gate = gate
+        self.scale = float(scale)
+
+    def forward(self, x_s: Tensor, x_f: Tensor) -> Tensor:
+        # x_s: (B, L, D) suffix states, x_f: (B, K, D) the fusion tokens' states -> (B, L, D)
+        mask = torch.ones(x_f.shape[:2], dtype=torch.bool, device=x_f.device)  # fusion tokens are never padding
+        y = self.gate(self.attn(self.norm_q(x_s), self.norm_kv(x_f), mask))
+        return x_s + (y * self.scale if self.scale != 1.0 else y)
+
+
 class MMBlock(nn.Module):
     """Runs after one frozen decoder layer on H = [X_t ‖ X_f]; takes already-built parts."""
 
@@ -92,6 +127,7 @@ class MMBlock(nn.Module):
         query: QueryKind = "fusion",
         gca_scale: float = 1.0,
         ffw_tokens: FFWTokens = "all",
+        readout: FusionReadout | None = None,
     ) -> None:
         super().__init__()
         if (ffw is None) != (norm_ffw is None) or (ffw is None) != (gate_ffw is None):
@@ -112,6 +148,8 @@ class MMBlock(nn.Module):
         # all (eq. 11): the FFW acts on text and fusion tokens. fusion: on the fusion tokens only,
         # so the text tokens stay the frozen LM's own states at every layer.
         self.ffw_tokens = ffw_tokens
+        # model.rationale.readout: fusion (None otherwise: no parameters, the state dict as before).
+        self.readout = readout
 
     def _gca(self, x: Tensor, z: Tensor, z_mask: Tensor) -> Tensor:
         y = self.gate_attn(self.attn(self.norm_attn(x), z, z_mask))

@@ -51,18 +51,26 @@ class AVMemory:
         self._held: tuple[Tensor, Tensor, int] | None = None
         self.n_suffix = 0  # trailing prompt/rationale tokens of the pass (model.rationale); 0 = none
         self.suffix_ffw = False  # model.rationale.suffix_ffw: the MM blocks' FFW also updates the suffix
+        # model.rationale.readout: fusion. MM layer index -> the fusion tokens' states (B, K, D) of that
+        # layer (after its MM block): written by a pass that runs the fusion tokens, read by the
+        # suffix of the same pass, and by a decoding step (given back to `hold`), which runs none.
+        self.fusion_states: dict[int, Tensor] = {}
 
     @contextmanager
-    def hold(self, z: Tensor, z_mask: Tensor, *, n_text: int, n_suffix: int = 0) -> Iterator[None]:
+    def hold(self, z: Tensor, z_mask: Tensor, *, n_text: int, n_suffix: int = 0,
+             fusion_states: dict[int, Tensor] | None = None) -> Iterator[dict[int, Tensor]]:
+        """Yields the per-layer fusion states the pass fills (or `fusion_states`, for a decoding step)."""
         if self._held is not None:
             raise RuntimeError("AVMemory is already holding a memory (nested multimodal forward)")
         self._held = (z, z_mask, n_text)
         self.n_suffix = n_suffix
+        self.fusion_states = {} if fusion_states is None else fusion_states
         try:
-            yield
+            yield self.fusion_states
         finally:
             self._held = None
             self.n_suffix = 0
+            self.fusion_states = {}
 
     def get(self) -> tuple[Tensor, Tensor, int]:
         if self._held is None:
@@ -257,8 +265,9 @@ class DecoderLayerWithMM(nn.Module):
     """A frozen decoder layer followed by its MM block."""
 
     def __init__(self, *, layer: nn.Module, mm_block: MMBlock, memory: AVMemory,
-                 control: PrefixControl | None = None, shared: PrefixControl | None = None) -> None:
+                 control: PrefixControl | None = None, shared: PrefixControl | None = None, index: int = -1) -> None:
         super().__init__()
+        self.index = index  # the decoder layer's index: the key of its fusion states (model.rationale.readout)
         self.layer = layer
         self.mm_block = mm_block
         self.memory = memory
@@ -295,6 +304,8 @@ class DecoderLayerWithMM(nn.Module):
         # trailing prompt/rationale tokens as text of their own (token-wise parts only, no
         # cross-attention), so they reach AV only through attention to the fusion tokens.
         L = h.shape[1] - n_suffix  # tokens before the suffix (0 in a decoding step)
+        if self.mm_block.readout is not None:
+            return self._mm_readout(h, z, z_mask, n_text, L)
         suffix = self.mm_block(h[:, L:], z, z_mask, n_text=n_suffix)
         if self.memory.suffix_ffw and self.mm_block.ffw_tokens == "fusion":
             # The FFW on the suffix too (token-wise, no AV): capacity to write the format, while the
@@ -303,6 +314,28 @@ class DecoderLayerWithMM(nn.Module):
         if L == 0:
             return suffix
         return torch.cat([self.mm_block(h[:, :L], z, z_mask, n_text=n_text), suffix], dim=1)
+
+    def _mm_readout(self, h: Tensor, z: Tensor, z_mask: Tensor, n_text: int, L: int) -> Tensor:
+        """`_mm` with model.rationale.readout: fusion. [text ‖ fusion] go through the block as always;
+        the suffix first reads this layer's fusion states (after the block's GCA wrote AV into them)
+        through the block's read-out, then takes the token-wise parts as text. The keys/values are
+        the fusion states only: the suffix still meets AV only through the fusion tokens, and the
+        text tokens, earlier in the causal order, are untouched."""
+        block = self.mm_block
+        head = block(h[:, :L], z, z_mask, n_text=n_text) if L else None  # (B, T+K, D) or None
+        if head is not None:
+            fusion = head[:, n_text:]  # (B, K, D) this layer's fusion states
+            self.memory.fusion_states[self.index] = fusion
+        else:  # a decoding step: the states the prefix pass left (MultimodalLMOutput.mm_fusion_states)
+            fusion = self.memory.fusion_states.get(self.index)
+            if fusion is None:
+                raise RuntimeError(f"model.rationale.readout: no fusion states of layer {self.index} for this "
+                                   "decoding step; pass the prefix pass's mm_fusion_states to decode_step")
+        suffix = block.readout(h[:, L:], fusion.to(h.dtype))
+        suffix = block(suffix, z, z_mask, n_text=suffix.shape[1])
+        if self.memory.suffix_ffw and block.ffw_tokens == "fusion":
+            suffix = block.ffw_only(suffix)
+        return suffix if head is None else torch.cat([head, suffix], dim=1)
 
 
 def ensure_unwrapped(backbone: Backbone) -> None:
@@ -316,6 +349,9 @@ class MultimodalLMOutput:
     text_hidden: Tensor  # (B, T, D) float32, after the LM's final norm
     fusion_hidden: Tensor  # (B, K, D) float32, after the LM's final norm
     suffix_hidden: Tensor | None = None  # (B, L, D) float32: the rationale suffix's states, when given
+    # model.rationale.readout: fusion, a pass with a suffix: MM layer -> its fusion states (B, K, D),
+    # what decoding steps read (`MultimodalLM.decode_step`). None otherwise.
+    mm_fusion_states: dict[int, Tensor] | None = None
 
 
 class MultimodalLM(nn.Module):
@@ -349,7 +385,7 @@ class MultimodalLM(nn.Module):
         first = self.mm_layers[0]
         for i, block in sorted(mm_blocks.items()):
             layers[i] = DecoderLayerWithMM(layer=layers[i], mm_block=block, memory=self.memory,
-                                           control=self.prefix if i == first else None, shared=self.prefix)
+                                           control=self.prefix if i == first else None, shared=self.prefix, index=i)
         for i in range(first):
             layers[i] = FrozenPrefixLayer(layer=layers[i], control=self.prefix)
         D = backbone.hidden_size
@@ -477,13 +513,14 @@ class MultimodalLM(nn.Module):
         else:
             h0, replay = torch.cat([x_t, x_f], dim=1), contextlib.nullcontext()  # (B, T+K(+L), D), eq. 7
         kv = {"past_key_values": cache, "use_cache": True} if cache is not None else {"use_cache": False}
-        with self.memory.hold(z.float(), z_mask, n_text=T, n_suffix=L), replay:
+        with self.memory.hold(z.float(), z_mask, n_text=T, n_suffix=L) as states, replay:
             hidden = self.backbone_model.base_model(
                 inputs_embeds=h0, attention_mask=full_mask, position_ids=position_ids, **kv
             ).last_hidden_state  # (B, T+K(+L), D), after the final norm
         hidden = hidden.float()
         return MultimodalLMOutput(text_hidden=hidden[:, :T], fusion_hidden=hidden[:, T:T + K],
-                                  suffix_hidden=hidden[:, T + K:] if L else None)
+                                  suffix_hidden=hidden[:, T + K:] if L else None,
+                                  mm_fusion_states=states or None)
 
     def new_cache(self) -> DynamicCache:
         try:
@@ -492,10 +529,11 @@ class MultimodalLM(nn.Module):
             return DynamicCache()
 
     def decode_step(self, embeds: Tensor, attention_mask: Tensor, position_ids: Tensor, z: Tensor, z_mask: Tensor,
-                    cache: DynamicCache) -> Tensor:
+                    cache: DynamicCache, fusion_states: dict[int, Tensor] | None = None) -> Tensor:
         """One decoding step of the rationale suffix: embeds (B, 1, D) at `position_ids` (B, 1), the
-        cache holding everything before; attention_mask (B, past+1). Returns (B, 1, D) float32."""
-        with self.memory.hold(z.float(), z_mask, n_text=0, n_suffix=embeds.shape[1]):
+        cache holding everything before; attention_mask (B, past+1); `fusion_states` the prefix
+        pass's `mm_fusion_states` (model.rationale.readout: fusion). Returns (B, 1, D) float32."""
+        with self.memory.hold(z.float(), z_mask, n_text=0, n_suffix=embeds.shape[1], fusion_states=fusion_states):
             hidden = self.backbone_model.base_model(
                 inputs_embeds=embeds.to(self.backbone.embed_tokens.weight.dtype), attention_mask=attention_mask,
                 position_ids=position_ids, past_key_values=cache, use_cache=True,
@@ -627,12 +665,13 @@ class MultimodalLM(nn.Module):
         for b, r in enumerate(rows):
             held[b, : r.shape[0]] = r.to(dtype)
         h0 = torch.zeros_like(held)  # ignored: the pass replays from the first MM layer
-        with self.memory.hold(z.float(), z_mask, n_text=0, n_suffix=L), self.prefix.set("replay", held):
+        with self.memory.hold(z.float(), z_mask, n_text=0, n_suffix=L) as states, self.prefix.set("replay", held):
             hidden = self.backbone_model.base_model(
                 inputs_embeds=h0, attention_mask=full_mask, position_ids=pos[:, T:].expand(B, -1),
                 past_key_values=self._text_kv(found), use_cache=True,
             ).last_hidden_state.float()  # (B, K+L, D)
-        return MultimodalLMOutput(text_hidden=text_hidden, fusion_hidden=hidden[:, :K], suffix_hidden=hidden[:, K:])
+        return MultimodalLMOutput(text_hidden=text_hidden, fusion_hidden=hidden[:, :K], suffix_hidden=hidden[:, K:],
+                                  mm_fusion_states=states or None)
 
     def _prefix_split(self, x_t: Tensor, x_f: Tensor, text_mask: Tensor, full_mask: Tensor,
                       position_ids: Tensor, input_ids: Tensor | None = None) -> Tensor:

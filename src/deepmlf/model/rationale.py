@@ -2,8 +2,11 @@
 a prompt and the rationale, written by the frozen LM's own head.
 
 Sequence: [text T ‖ fusion K ‖ prompt P ‖ rationale R], positions continuing. The MM blocks treat
-the prompt and rationale tokens as text (`DecoderLayerWithMM._mm`): no cross-attention, so they
-reach audio and video only by attending to the fusion tokens, and, the mask being causal, the
+the prompt and rationale tokens as text (`DecoderLayerWithMM._mm`): no cross-attention to the AV
+memory, so they reach audio and video only through the fusion tokens - by the frozen attention,
+and with `model.rationale.readout: fusion` also by a trainable gated cross-attention to each MM
+layer's fusion-token states (`FusionReadout`; the decoding steps reuse the prefix pass's
+states, `MultimodalLMOutput.mm_fusion_states`) - and, the mask being causal, the
 text tokens (hence x_tK, y_t) and the fusion tokens (hence y_o, y_f) are what they are without
 the suffix. Training adds the rationale's token CE (teacher forcing), optionally token-level KD
 from a trained assistant (`deepmlf.losses.token_kd`) and MulCoT-RD's second, label-only task
@@ -257,7 +260,8 @@ class RationaleDeepMLF(DeepMLF):
                     break
                 attn = torch.cat([attn, attn.new_ones(B, 1)], dim=1)
                 position = torch.full((B, 1), pos + step, dtype=torch.long, device=z.device)
-                h = self.lm.decode_step(self.lm.backbone.embed_tokens(nxt[:, None]), attn, position, z, enc.mask, cache)
+                h = self.lm.decode_step(self.lm.backbone.embed_tokens(nxt[:, None]), attn, position, z, enc.mask, cache,
+                                        fusion_states=lm_out.mm_fusion_states)
                 logits = self.lm.lm_logits(h)[:, -1]
             ids = torch.stack(tokens, dim=1)  # (B, <= max_len)
             out.rationale = [self._decode(row) for row in ids.tolist()]
