@@ -90,6 +90,8 @@ VARIANTS: dict[str, dict] = {
     "all exact -ckpt": {**EXACT, "checkpoint_frozen": False},
     "all exact +pack": {**EXACT, "pack_tokens": True},
     "all -ckpt +pack": {**EXACT, "checkpoint_frozen": False, "pack_tokens": True},
+    # pack_tokens without the attention projections (MLPs and FFWs only): what packing those adds
+    "all -ckpt +pack mlp": {**EXACT, "checkpoint_frozen": False, "pack_tokens": True, "pack_attention": False},
     "+text_cache": {"text_cache": True},
     "all exact +bf16": {**EXACT, "autocast": "bf16"},
     "all +bf16 -ckpt": {**EXACT, "checkpoint_frozen": False, "autocast": "bf16"},
@@ -205,7 +207,7 @@ class Switches:
         lm.text_cache = self.text_cache if v.get("text_cache") else None
         lm.autocast_mode = v.get("autocast", "off")
         lm.set_checkpoint_frozen(v.get("checkpoint_frozen", False))
-        lm.set_pack_tokens(v.get("pack_tokens", False))
+        lm.set_pack_tokens(v.get("pack_tokens", False), attention=v.get("pack_attention", True))
         self.model.lm_loss_chunk = v.get("lm_loss_chunk", 0)
         for m, act in self.gelus:
             m.act = self.fused if v.get("fused_gelu") else act

@@ -377,6 +377,8 @@ def _empty_row(batch: Batch, row: int = 3) -> Batch:
     {"gca_query": "text+fusion", "augment": {"kind": "seqaug", "p_apply": 1.0, "permutation": "per_sample"}},
 ])
 def test_pack_tokens_is_exact(new_backbone, model_kw):
+    from deepmlf.model.multimodal_lm import _decoder_layer
+
     batch = _empty_row(_padded(make_batch(B=4, T=7, seed=19)))
     ref_model = _build(new_backbone, **model_kw)
     ref, gr = _step(ref_model, batch)
@@ -390,8 +392,13 @@ def test_pack_tokens_is_exact(new_backbone, model_kw):
     # Text width 10, real 7+3+5+0 = 15, + position 0 of the emptied row = 16; 3 fusion tokens per row.
     # Training: the text (16 rows) through layers 0-1, the fusion tokens (12), then all above (28).
     assert rows[:4] == [16, 16, 12, 12] and max(rows) == 16 + 12 and 4 * (10 + 3) not in rows
+    # The attention projections are packed too (the first one of the last layer: q/k/v in).
+    proj = _decoder_layer(model.lm.backbone.layers[-1]).get_submodule(model.lm.backbone.family.attn_proj[0])
+    seen = []
+    proj.register_forward_hook(lambda m, a, o: seen.append((a[0].shape, o.shape)))
     # Evaluation too (after the same step).
     _assert_same(_step(model, batch, train=False)[0], _step(ref_model, batch, train=False)[0])
+    assert seen[0][0][0] == 16 + 12 and seen[0][1][:2] == (4, 10 + 3)  # packed in, scattered out
     model.lm.set_pack_tokens(False)
     rows.clear()
     _step(model, batch, train=False)

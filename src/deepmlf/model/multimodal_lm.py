@@ -425,13 +425,16 @@ class MultimodalLM(nn.Module):
             elif not on and isinstance(layer, CheckpointedLayer):
                 layers[i] = layer.layer
 
-    def set_pack_tokens(self, on: bool) -> None:
-        """perf.pack_tokens: the frozen layers' MLPs (and the MM blocks' FFWs) run on real positions only."""
+    def set_pack_tokens(self, on: bool, *, attention: bool = True) -> None:
+        """perf.pack_tokens: the frozen layers' MLPs and attention projections (`attention`), and the
+        MM blocks' FFWs, run on real positions only."""
         if not on:
             self.packing.remove()
             return
-        mlp_path = self.backbone.family.mlp
-        self.packing.install([_decoder_layer(layer).get_submodule(mlp_path) for layer in self.backbone.layers])
+        family = self.backbone.family
+        paths = (family.mlp, *(family.attn_proj if attention else ()))
+        self.packing.install([_decoder_layer(layer).get_submodule(path)
+                              for layer in self.backbone.layers for path in paths])
 
     @property
     def pack_tokens(self) -> bool:

@@ -1,14 +1,15 @@
 """Token-wise work on real positions only (`perf.pack_tokens`, issue 14; docs/performance.md).
 
-The frozen decoder layers' MLPs and the MM blocks' FFWs act on each position alone. A pad position
-(attention mask 0: right padding of the transcript or of a rationale suffix) is never attended to
-(masked as a key in every layer) and no head or loss reads it, so what those parts compute there is
-dead work: about a third of the text positions at the issue's uniform lengths. Packed, they run on
-the (N_real, D) rows gathered from (B, N, D) and their result is scattered back: the frozen MLP's
-output as zeros at pads (the layer adds it to its residual, so a pad keeps its input state), the
-FFW's residual update added at real rows only. Real positions get the same arithmetic as the
-default path; pad positions carry other (finite) states, which nothing reads, so outputs and
-gradients at real positions are the default path's (tests/model/test_perf.py).
+The frozen decoder layers' MLPs and attention projections (q/k/v in, out) and the MM blocks' FFWs
+act on each position alone. A pad position (attention mask 0: right padding of the transcript or of
+a rationale suffix) is never attended to (masked as a key in every layer) and no head or loss reads
+it, so what those parts compute there is dead work: about a third of the text positions at the
+issue's uniform lengths. Packed, they run on the (N_real, D) rows gathered from (B, N, D) and their
+result is scattered back: a frozen module's output as zeros at pads (a pad's keys and values are
+then 0, masked anyway; the MLP's and the out projection's zeros are added to the residual, so a
+pad keeps its state), the FFW's residual update added at real rows only. Real positions get the
+same arithmetic as the default path; pad positions carry other (finite) states, which nothing
+reads, so outputs and gradients at real positions are the default path's (tests/model/test_perf.py).
 
 Position 0 of each row is always treated as real: a row without any real token (an empty
 transcript) is read at position 0 by the heads (`last` real token, clamped to 0).
@@ -71,12 +72,12 @@ def residual_update(fn: Callable[[Tensor], Tensor], x: Tensor, real: RealTokens 
 
 
 class TokenPacking:
-    """The real positions of the current backbone pass, read by the packed frozen MLPs (forward
+    """The real positions of the current backbone pass, read by the packed frozen modules (forward
     hooks) and the MM blocks. Set by MultimodalLM around each pass; not a Module."""
 
     def __init__(self) -> None:
         self.current: RealTokens | None = None
-        self._packed: list[RealTokens] = []  # MLP calls in flight (pre-hook packed, hook scatters)
+        self._packed: list[RealTokens | None] = []  # module calls in flight (pre-hook packed, hook scatters)
         self._handles: list = []
 
     @property
@@ -86,7 +87,7 @@ class TokenPacking:
     @contextmanager
     def hold(self, real: RealTokens | None) -> Iterator[None]:
         previous, self.current = self.current, real
-        self._packed.clear()  # held between layers, never inside an MLP call
+        self._packed.clear()  # held between layers, never inside a hooked module's call
         try:
             yield
         finally:
@@ -104,13 +105,14 @@ class TokenPacking:
         real = self.current
         return real if real is not None and tuple(x.shape[:2]) == real.shape else None
 
-    # ------------------------------------------------------------------ the frozen MLPs
-    def install(self, mlps: list[nn.Module]) -> None:
-        """Pack every module of `mlps` (token-wise (B, N, D) -> (B, N, D) MLPs) while a pass is held."""
+    # ------------------------------------------------------------------ the frozen token-wise modules
+    def install(self, modules: list[nn.Module]) -> None:
+        """Pack every module of `modules` (token-wise (B, N, D_in) -> (B, N, D_out): the frozen MLPs and
+        attention projections) while a pass is held."""
         self.remove()
-        for mlp in mlps:
-            self._handles.append(mlp.register_forward_pre_hook(self._pre))
-            self._handles.append(mlp.register_forward_hook(self._post))
+        for m in modules:
+            self._handles.append(m.register_forward_pre_hook(self._pre))
+            self._handles.append(m.register_forward_hook(self._post))
 
     def remove(self) -> None:
         for h in self._handles:
@@ -124,7 +126,7 @@ class TokenPacking:
         real = self.current_for(args[0])
         if real is None:
             if self.current is not None and args[0].dim() == 3:
-                raise RuntimeError(f"pack_tokens: an MLP saw {tuple(args[0].shape)} in a pass of {self.current.shape}")
+                raise RuntimeError(f"pack_tokens: a token-wise module saw {tuple(args[0].shape)} in a pass of {self.current.shape}")
             self._packed.append(None)
             return None
         self._packed.append(real)
