@@ -95,6 +95,7 @@ VARIANTS: dict[str, dict] = {
     "+text_cache": {"text_cache": True},
     "all exact +bf16": {**EXACT, "autocast": "bf16"},
     "all +bf16 -ckpt": {**EXACT, "checkpoint_frozen": False, "autocast": "bf16"},
+    "all +bf16 -ckpt +pack": {**EXACT, "checkpoint_frozen": False, "autocast": "bf16", "pack_tokens": True},
 }
 
 

@@ -471,3 +471,12 @@ def test_pack_tokens_with_a_rationale_suffix(new_backbone):
         for n in gr:
             torch.testing.assert_close(go[n], gr[n], atol=1e-5, rtol=1e-4, msg=n)
         assert torch.equal(ids, ids_ref)  # greedy decoding from the packed pass's KV cache
+
+
+def test_pack_tokens_under_bf16_autocast(new_backbone):
+    # Packing under autocast: the packed rows are the same bf16 computations (close, not bitwise:
+    # bf16 matmuls of another row count may round differently), and the pads' dtype mix is handled.
+    batch = _padded(make_batch(B=4, T=7, seed=23))
+    ref, gr = _step(_build(new_backbone, {"autocast": "bf16"}), batch)
+    out, go = _step(_build(new_backbone, {"autocast": "bf16", "pack_tokens": True}), batch)
+    _assert_same(out, ref, go, gr, atol=2e-2, rtol=2e-2)
