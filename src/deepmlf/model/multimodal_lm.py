@@ -367,7 +367,7 @@ class MultimodalLM(nn.Module):
         self._frozen_modules = tuple(backbone.model.modules())
         self.memory = AVMemory()
         self.prefix = PrefixControl()
-        self.packing = TokenPacking()  # perf.pack_tokens: hooks on the frozen MLPs when on
+        self.packing = TokenPacking()  # perf.pack_tokens: hooks on the frozen token-wise modules when on
         self.split_prefix = True  # False: one pass over T+K tokens in training too (reference path)
         self.mm_layers = sorted(mm_blocks)
         first = self.mm_layers[0]
@@ -729,7 +729,7 @@ class MultimodalLM(nn.Module):
         try:
             with self.prefix.set("stop"):
                 self._base(inputs_embeds=x, attention_mask=mask, position_ids=position_ids,
-                                               past_key_values=cache, use_cache=True)
+                           past_key_values=cache, use_cache=True)
         except _PrefixDone as done:
             return done.hidden
         raise RuntimeError("the prefix pass did not reach the first MM layer")  # pragma: no cover

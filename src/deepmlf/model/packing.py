@@ -23,7 +23,6 @@ import contextlib
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-import torch
 from torch import Tensor, nn
 
 
