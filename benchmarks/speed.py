@@ -20,7 +20,8 @@ every variant sees are the same kind of random numbers; timing does not depend o
   +text_cache     presets with model.text_cache (the demo): the frozen text states once, then the
                   fusion tokens alone (its `all exact` variants keep it on; one-pass/split turn it off)
   +<switch>       the default plus one `perf` switch
-  all exact       every exact switch; `+bf16` adds perf.autocast=bf16 (not exact)
+  all exact       every exact switch but pack_tokens; `+pack` adds it; `+bf16` adds perf.autocast=bf16
+                  (not exact)
 One step = forward + backward + gradient clipping + AdamW step, in training mode.
 
 Printed per variant: median step time (and IQR) over the rounds, samples/s, speed-up over one-pass,
@@ -84,11 +85,17 @@ VARIANTS: dict[str, dict] = {
     "+prefix_cache": {"prefix_cache": True},
     "+fused_gelu": {"fused_gelu": True},
     "+checkpoint_frozen": {"checkpoint_frozen": True},
+    "+pack_tokens": {"pack_tokens": True},
     "all exact": dict(EXACT),
     "all exact -ckpt": {**EXACT, "checkpoint_frozen": False},
+    "all exact +pack": {**EXACT, "pack_tokens": True},
+    "all -ckpt +pack": {**EXACT, "checkpoint_frozen": False, "pack_tokens": True},
+    # pack_tokens without the attention projections (MLPs and FFWs only): what packing those adds
+    "all -ckpt +pack mlp": {**EXACT, "checkpoint_frozen": False, "pack_tokens": True, "pack_attention": False},
     "+text_cache": {"text_cache": True},
     "all exact +bf16": {**EXACT, "autocast": "bf16"},
     "all +bf16 -ckpt": {**EXACT, "checkpoint_frozen": False, "autocast": "bf16"},
+    "all +bf16 -ckpt +pack": {**EXACT, "checkpoint_frozen": False, "autocast": "bf16", "pack_tokens": True},
 }
 
 
@@ -201,6 +208,7 @@ class Switches:
         lm.text_cache = self.text_cache if v.get("text_cache") else None
         lm.autocast_mode = v.get("autocast", "off")
         lm.set_checkpoint_frozen(v.get("checkpoint_frozen", False))
+        lm.set_pack_tokens(v.get("pack_tokens", False), attention=v.get("pack_attention", True))
         self.model.lm_loss_chunk = v.get("lm_loss_chunk", 0)
         for m, act in self.gelus:
             m.act = self.fused if v.get("fused_gelu") else act
@@ -412,6 +420,9 @@ def run_eval(model, sw: Switches, pool: list[Batch], variants: dict, cfg, args, 
         f"+ prefix cache (warm), batch {n}": ({"dynamic_padding": True, "prefix_cache": True}, True, merged),
         f"all exact (cache warm), inference_mode, batch {n}": (
             {"dynamic_padding": True, "prefix_cache": True, "lm_loss_chunk": 1024, "fused_gelu": True}, True, merged),
+        f"all exact + pack_tokens (cache warm), inference_mode, batch {n}": (
+            {"dynamic_padding": True, "prefix_cache": True, "lm_loss_chunk": 1024, "fused_gelu": True,
+             "pack_tokens": True}, True, merged),
     }
     if text_cache:
         cases[f"text_cache (warm), inference_mode, batch {n}"] = ({"text_cache": True}, True, merged)

@@ -382,6 +382,10 @@ class PerfConfig(_Strict):
     checkpoint_frozen: bool = False
     # Evaluation and prediction under torch.inference_mode instead of no_grad.
     inference_mode: bool = False
+    # The token-wise parts (the frozen layers' MLPs and attention projections, the MM blocks' FFWs)
+    # on real positions only: gathered over the non-pad positions, scattered back (pads are never
+    # attended to nor read; outputs and gradients at real positions are the default path's).
+    pack_tokens: bool = False
 
 
 class Config(_Strict):

@@ -267,7 +267,7 @@ def test_checkpoint_frozen_stores_fewer_activations(new_backbone):
 def test_all_exact_switches_together(new_backbone):
     batch = _padded(make_batch(B=4, T=7, seed=14))
     perf = {"dynamic_padding": True, "lm_loss_chunk": 4, "prefix_cache": True, "checkpoint_frozen": True,
-            "fused_gelu": True}
+            "fused_gelu": True, "pack_tokens": True}
     ref_model, model = _build(new_backbone), _build(new_backbone, perf)
     for _ in range(2):
         ref, gr = _step(ref_model, batch)
@@ -298,7 +298,7 @@ def test_autocast_modes():
 def test_perf_defaults_are_off():
     p = PerfConfig()
     assert not (p.dynamic_padding or p.lm_loss_chunk or p.prefix_cache or p.fused_gelu or p.checkpoint_frozen
-                or p.inference_mode) and p.autocast == "off"
+                or p.inference_mode or p.pack_tokens) and p.autocast == "off"
 
 
 def test_lm_loss_chunk_matches_cross_entropy(new_backbone):
@@ -332,11 +332,12 @@ def test_build_model_applies_the_perf_section(new_backbone):
 
     tree = small_config().to_dict()
     tree["perf"] = {"dynamic_padding": True, "lm_loss_chunk": 8, "prefix_cache": True, "prefix_cache_mb": 3,
-                    "autocast": "auto", "checkpoint_frozen": True, "inference_mode": True}
+                    "autocast": "auto", "checkpoint_frozen": True, "inference_mode": True, "pack_tokens": True}
     m = build_model(config_from_dict(tree), audio_dim=AUDIO_DIM, vision_dim=VISION_DIM, backbone=new_backbone())
     assert m.lm.dynamic_padding and m.lm_loss_chunk == 8 and m.lm.prefix_cache.max_bytes == 3 * 2**20
     assert m.lm.autocast_mode == "auto" and m.eval_inference_mode
     assert any(type(layer).__name__ == "CheckpointedLayer" for layer in m.lm.backbone.layers)
+    assert m.lm.pack_tokens
 
 
 def test_checkpoint_frozen_with_the_text_cache(new_backbone):
@@ -347,3 +348,137 @@ def test_checkpoint_frozen_with_the_text_cache(new_backbone):
     ref, gr = _step(_build(new_backbone, **kw), batch)
     out, go = _step(_build(new_backbone, {"checkpoint_frozen": True}, **kw), batch)
     _assert_same(out, ref, go, gr)
+
+
+# ----------------------------------------------------------------------------- perf.pack_tokens
+def _mlp_rows(model) -> list[int]:
+    """Rows each frozen MLP and each MM block's FFW computes on, in call order (a hook on each)."""
+    from deepmlf.model.multimodal_lm import _decoder_layer
+
+    rows: list[int] = []
+    lm = model.lm
+    mods = [_decoder_layer(layer).get_submodule(lm.backbone.family.mlp) for layer in lm.backbone.layers]
+    mods += [block.ffw for _, block in lm.mm_blocks() if block.ffw is not None]
+    for m in mods:
+        m.register_forward_hook(lambda m, a, o: rows.append(a[0].reshape(-1, a[0].shape[-1]).shape[0]))
+    return rows
+
+
+def _empty_row(batch: Batch, row: int = 3) -> Batch:
+    """The batch with one transcript emptied (all pads): the heads read its position 0."""
+    mask = batch.attention_mask.clone()
+    mask[row] = 0
+    return dataclasses.replace(batch, input_ids=batch.input_ids.masked_fill(mask == 0, 256), attention_mask=mask)
+
+
+@pytest.mark.parametrize("model_kw", [
+    {},
+    {"ffw_tokens": "fusion"},
+    {"gca_query": "text+fusion", "augment": {"kind": "seqaug", "p_apply": 1.0, "permutation": "per_sample"}},
+])
+def test_pack_tokens_is_exact(new_backbone, model_kw):
+    from deepmlf.model.multimodal_lm import _decoder_layer
+
+    batch = _empty_row(_padded(make_batch(B=4, T=7, seed=19)))
+    ref_model = _build(new_backbone, **model_kw)
+    ref, gr = _step(ref_model, batch)
+    model = _build(new_backbone, {"pack_tokens": True}, **model_kw)
+    assert model.lm.pack_tokens
+    rows = _mlp_rows(model)
+    out, go = _step(model, batch)
+    _assert_same(out, ref, go, gr)
+    real = batch.attention_mask.bool()
+    torch.testing.assert_close(out.lm_logits[real], ref.lm_logits[real], atol=1e-5, rtol=1e-4)
+    # Text width 10, real 7+3+5+0 = 15, + position 0 of the emptied row = 16; 3 fusion tokens per row.
+    # Training: the text (16 rows) through layers 0-1, the fusion tokens (12), then all above (28).
+    assert rows[:4] == [16, 16, 12, 12] and max(rows) == 16 + 12 and 4 * (10 + 3) not in rows
+    # The attention projections are packed too (the first one of the last layer: q/k/v in).
+    proj = _decoder_layer(model.lm.backbone.layers[-1]).get_submodule(model.lm.backbone.family.attn_proj[0])
+    seen = []
+    proj.register_forward_hook(lambda m, a, o: seen.append((a[0].shape, o.shape)))
+    # Evaluation too (after the same step).
+    _assert_same(_step(model, batch, train=False)[0], _step(ref_model, batch, train=False)[0])
+    assert seen[0][0][0] == 16 + 12 and seen[0][1][:2] == (4, 10 + 3)  # packed in, scattered out
+    model.lm.set_pack_tokens(False)
+    rows.clear()
+    _step(model, batch, train=False)
+    assert not model.lm.pack_tokens and 4 * (10 + 3) in rows
+
+
+def test_pack_tokens_with_checkpointing_replays_the_packing(new_backbone):
+    # With dropout, packing draws other masks than the default path, but checkpointing must replay
+    # its own forward exactly: the recomputation in backward packs the same positions.
+    batch = _padded(make_batch(B=4, T=7, seed=20))
+
+    def build(perf):
+        m = _build(new_backbone, perf, mm_layers=[1, 3], backbone_dropout=True)
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.Dropout):
+                mod.p = 0.1
+        return m
+
+    ref, gr = _step(build({"pack_tokens": True}), batch)
+    out, go = _step(build({"pack_tokens": True, "checkpoint_frozen": True}), batch)
+    _assert_same(out, ref, go, gr)
+    # And against the default path without dropout.
+    ref, gr = _step(_build(new_backbone, mm_layers=[1, 3]), batch)
+    out, go = _step(_build(new_backbone, {"pack_tokens": True, "checkpoint_frozen": True}, mm_layers=[1, 3]), batch)
+    _assert_same(out, ref, go, gr)
+
+
+def test_pack_tokens_with_the_text_cache(new_backbone):
+    batch = make_batch(B=4, T=7, seed=21)
+    kw = {"ffw_tokens": "fusion", "text_cache": True}
+    ref_model, model = _build(new_backbone, **kw), _build(new_backbone, {"pack_tokens": True}, **kw)
+    rows = _mlp_rows(model)
+    for _ in range(2):  # a miss (the text pass, packed), then a hit
+        ref, gr = _step(ref_model, batch)
+        out, go = _step(model, batch)
+        _assert_same(out, ref, go, gr)
+    assert rows[:4] == [7 + 3 + 5 + 1] * 4  # the text pass through the 4 layers: real tokens only
+
+
+def test_pack_tokens_with_a_rationale_suffix(new_backbone):
+    from deepmlf.backbones.tiny import byte_tokenizer
+    from deepmlf.model.rationale import tokenize_rationales
+
+    def build(pack, readout="none", **model):
+        torch.manual_seed(0)
+        r = {"enabled": True, "path": "teacher.jsonl", "max_len": 12, "suffix_ffw": True,
+             "readout": readout, "readout_gate_init": 0.5}
+        m = build_model(small_config(rationale=r, dropout=0.0, **model), audio_dim=AUDIO_DIM,
+                        vision_dim=VISION_DIM, backbone=new_backbone())
+        m.lm.set_pack_tokens(pack)
+        return m.eval()  # no dropout anywhere; gradients still flow
+
+    texts = ["Text: positive. Prediction: -1.3", "Voice: sincere", "Prediction: 2.0", None]
+    # model.rationale.readout: fusion too (the suffix reads each MM layer's fusion states).
+    for readout, model_kw in (("none", {}), ("none", {"ffw_tokens": "fusion"}), ("fusion", {"ffw_tokens": "fusion"})):
+        results = []
+        for pack in (False, True):
+            model = build(pack, readout, **model_kw)
+            b = make_batch(B=4, T=7, seed=22)
+            b.rationale_ids, b.rationale_mask = tokenize_rationales(byte_tokenizer(), texts, 12)
+            model.zero_grad()
+            out = model(b)
+            out.loss.backward()
+            grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+            _, ids = model.explain(make_batch(B=4, T=7, seed=22), max_len=5)
+            results.append((out, grads, ids, b.rationale_mask.bool()))
+        (ref, gr, ids_ref, real), (got, go, ids, _) = results
+        torch.testing.assert_close(got.rationale_logits[real], ref.rationale_logits[real], atol=1e-5, rtol=1e-4)
+        for name in (*HEADS, "loss"):
+            torch.testing.assert_close(getattr(got, name), getattr(ref, name), atol=1e-5, rtol=1e-4, msg=name)
+        assert gr.keys() == go.keys() and gr
+        for n in gr:
+            torch.testing.assert_close(go[n], gr[n], atol=1e-5, rtol=1e-4, msg=n)
+        assert torch.equal(ids, ids_ref)  # greedy decoding from the packed pass's KV cache
+
+
+def test_pack_tokens_under_bf16_autocast(new_backbone):
+    # Packing under autocast: the packed rows are the same bf16 computations (close, not bitwise:
+    # bf16 matmuls of another row count may round differently), and the pads' dtype mix is handled.
+    batch = _padded(make_batch(B=4, T=7, seed=23))
+    ref, gr = _step(_build(new_backbone, {"autocast": "bf16"}), batch)
+    out, go = _step(_build(new_backbone, {"autocast": "bf16", "pack_tokens": True}), batch)
+    _assert_same(out, ref, go, gr, atol=2e-2, rtol=2e-2)

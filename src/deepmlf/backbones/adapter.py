@@ -26,6 +26,8 @@ class Family:
     layer_norm: str  # a norm inside each layer whose kind the MM blocks reuse (fresh copy)
     mlp: str = "mlp"  # the layer's MLP, relative to the layer
     mlp_kind: str = "swiglu"  # "gpt2" (Conv1D c_fc/c_proj) or "swiglu" (gate/up/down)
+    # The attention's token-wise input/output projections, relative to the layer (perf.pack_tokens).
+    attn_proj: tuple[str, ...] = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
 
 
 _LLAMA = Family(
@@ -42,6 +44,7 @@ FAMILIES: dict[str, Family] = {
         final_norm="transformer.ln_f",
         layer_norm="ln_1",
         mlp_kind="gpt2",
+        attn_proj=("attn.c_attn", "attn.c_proj"),
     ),
     # Llama family: same layout, SwiGLU MLP, RMSNorm.
     "llama": _LLAMA,

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .packing import RealTokens, residual_update
+
 GateKind = Literal["sigmoid", "tanh", "none"]
 QueryKind = Literal["fusion", "text+fusion", "text"]
 FFWTokens = Literal["all", "fusion"]
@@ -155,8 +157,9 @@ class MMBlock(nn.Module):
         y = self.gate_attn(self.attn(self.norm_attn(x), z, z_mask))
         return y * self.gca_scale if self.gca_scale != 1.0 else y
 
-    def forward(self, h: Tensor, z: Tensor, z_mask: Tensor, *, n_text: int) -> Tensor:
+    def forward(self, h: Tensor, z: Tensor, z_mask: Tensor, *, n_text: int, real: RealTokens | None = None) -> Tensor:
         # h: (B, T+K, D) with T = n_text, z: (B, S, D_av), z_mask: (B, S) -> (B, T+K, D)
+        # real: h's real positions (perf.pack_tokens): the FFW then runs on those only.
         if self.query == "fusion":
             x_t, x_f = h[:, :n_text], h[:, n_text:]  # (B, T, D), (B, K, D)
             x_f = x_f + self._gca(x_f, z, z_mask)  # eq. 9
@@ -169,17 +172,19 @@ class MMBlock(nn.Module):
             h = h + self._gca(h, z, z_mask)
         if self.ffw is not None:
             if self.ffw_tokens == "fusion":
-                h = torch.cat([h[:, :n_text], self.ffw_only(h[:, n_text:])], dim=1)  # fusion tokens only
+                fusion_real = real.slice(n_text) if real is not None else None
+                h = torch.cat([h[:, :n_text], self.ffw_only(h[:, n_text:], fusion_real)], dim=1)  # fusion tokens only
             else:
-                h = self.ffw_only(h)  # eq. 11, text and fusion tokens
+                h = self.ffw_only(h, real)  # eq. 11, text and fusion tokens
         return h
 
-    def ffw_only(self, h: Tensor) -> Tensor:
+    def ffw_only(self, h: Tensor, real: RealTokens | None = None) -> Tensor:
         """The gated FFW alone on every token of h (B, N, D) (eq. 11 without the cross-attention): for
-        the rationale suffix (model.rationale.suffix_ffw), token-wise, so it never reads the AV memory."""
+        the rationale suffix (model.rationale.suffix_ffw), token-wise, so it never reads the AV memory.
+        real: only those positions are updated (perf.pack_tokens; pads keep h)."""
         if self.ffw is None:
             return h
-        return h + self.gate_ffw(self.ffw(self.norm_ffw(h)))
+        return residual_update(lambda x: self.gate_ffw(self.ffw(self.norm_ffw(x))), h, real)
 
     def gate_values(self) -> tuple[float, float | None]:
         """(g1, g2) as Python floats; g2 is None when the block has no FFW."""

@@ -40,6 +40,7 @@ from ..backbones.adapter import Backbone
 from ..errors import BackboneError
 from .augment import EmbeddingAugment
 from .mm_block import MMBlock
+from .packing import RealTokens, TokenPacking
 from .perf_switches import resolve_autocast
 from .prefix_cache import PrefixCache, PrefixEntry
 
@@ -221,14 +222,23 @@ def _like_layer_output(h: Tensor, returns_tuple: bool):
     return (h,) if returns_tuple else h
 
 
-def _run_layer(layer: nn.Module, use_checkpoint: bool, hidden_states: Tensor, *args, **kwargs):
+def _run_layer(layer: nn.Module, use_checkpoint: bool, packing: TokenPacking | None, hidden_states: Tensor,
+               *args, **kwargs):
     # Activation checkpointing (perf.checkpoint_frozen): only where a gradient flows through.
     # Not in a pass that appends to a KV cache (model.text_cache's fusion pass): recomputing the
     # layer in backward would append its keys/values a second time.
     if any(isinstance(a, Cache) for a in (*args, *kwargs.values())):  # GPT-2 passes it positionally
         use_checkpoint = False
     if use_checkpoint and torch.is_grad_enabled() and hidden_states.requires_grad:
-        return checkpoint(layer, hidden_states, *args, use_reentrant=False, **kwargs)
+        real = packing.current if packing is not None else None
+        if real is None:
+            return checkpoint(layer, hidden_states, *args, use_reentrant=False, **kwargs)
+
+        def packed_layer(*a, **k):  # the recomputation in backward packs the same positions (perf.pack_tokens)
+            with packing.hold(real):
+                return layer(*a, **k)
+
+        return checkpoint(packed_layer, hidden_states, *args, use_reentrant=False, **kwargs)
     return layer(hidden_states, *args, **kwargs)
 
 
@@ -236,12 +246,13 @@ class CheckpointedLayer(nn.Module):
     """A frozen decoder layer above the first MM block, without an MM block, whose activations are
     recomputed in backward (perf.checkpoint_frozen) instead of stored."""
 
-    def __init__(self, *, layer: nn.Module) -> None:
+    def __init__(self, *, layer: nn.Module, packing: TokenPacking | None = None) -> None:
         super().__init__()
         self.layer = layer
+        self.packing = packing
 
     def forward(self, hidden_states: Tensor, *args, **kwargs):
-        return _run_layer(self.layer, True, hidden_states, *args, **kwargs)
+        return _run_layer(self.layer, True, self.packing, hidden_states, *args, **kwargs)
 
 
 class FrozenPrefixLayer(nn.Module):
@@ -265,12 +276,14 @@ class DecoderLayerWithMM(nn.Module):
     """A frozen decoder layer followed by its MM block."""
 
     def __init__(self, *, layer: nn.Module, mm_block: MMBlock, memory: AVMemory,
-                 control: PrefixControl | None = None, shared: PrefixControl | None = None, index: int = -1) -> None:
+                 control: PrefixControl | None = None, shared: PrefixControl | None = None, index: int = -1,
+                 packing: TokenPacking | None = None) -> None:
         super().__init__()
         self.index = index  # the decoder layer's index: the key of its fusion states (model.rationale.readout)
         self.layer = layer
         self.mm_block = mm_block
         self.memory = memory
+        self.packing = packing  # the pass's real positions (perf.pack_tokens), when packing
         self.control = control  # set on the first MM layer only
         self.shared = shared  # the same control, seen by every MM layer (for skip_mm)
         self.returns_tuple = False
@@ -283,7 +296,7 @@ class DecoderLayerWithMM(nn.Module):
         if mode == "replay":
             h, returns_tuple, rest = self.control.held, self.returns_tuple, ()
         else:
-            out = _run_layer(self.layer, self.checkpoint, hidden_states, *args, **kwargs)
+            out = _run_layer(self.layer, self.checkpoint, self.packing, hidden_states, *args, **kwargs)
             self.returns_tuple = returns_tuple = isinstance(out, tuple)
             h, rest = (out[0], out[1:]) if returns_tuple else (out, ())  # h: (B, T+K, D), backbone dtype
             if mode == "stop":
@@ -298,31 +311,35 @@ class DecoderLayerWithMM(nn.Module):
 
     def _mm(self, h: Tensor, z: Tensor, z_mask: Tensor, n_text: int) -> Tensor:
         n_suffix = self.memory.n_suffix
+        real = self.packing.current_for(h) if self.packing is not None else None  # None: no pads, or off
         if not n_suffix:
-            return self.mm_block(h, z, z_mask, n_text=n_text)
+            return self.mm_block(h, z, z_mask, n_text=n_text, real=real)
         # Rationale suffix (model.rationale): the block sees [text ‖ fusion] as always, and the
         # trailing prompt/rationale tokens as text of their own (token-wise parts only, no
         # cross-attention), so they reach AV only through attention to the fusion tokens.
         L = h.shape[1] - n_suffix  # tokens before the suffix (0 in a decoding step)
+        suffix_real = real.slice(L) if real is not None else None
+        head_real = real.slice(0, L) if real is not None else None
         if self.mm_block.readout is not None:
-            return self._mm_readout(h, z, z_mask, n_text, L)
-        suffix = self.mm_block(h[:, L:], z, z_mask, n_text=n_suffix)
+            return self._mm_readout(h, z, z_mask, n_text, L, head_real, suffix_real)
+        suffix = self.mm_block(h[:, L:], z, z_mask, n_text=n_suffix, real=suffix_real)
         if self.memory.suffix_ffw and self.mm_block.ffw_tokens == "fusion":
             # The FFW on the suffix too (token-wise, no AV): capacity to write the format, while the
             # transcript keeps the frozen LM's states. (ffw_tokens all already updates the suffix.)
-            suffix = self.mm_block.ffw_only(suffix)
+            suffix = self.mm_block.ffw_only(suffix, suffix_real)
         if L == 0:
             return suffix
-        return torch.cat([self.mm_block(h[:, :L], z, z_mask, n_text=n_text), suffix], dim=1)
+        return torch.cat([self.mm_block(h[:, :L], z, z_mask, n_text=n_text, real=head_real), suffix], dim=1)
 
-    def _mm_readout(self, h: Tensor, z: Tensor, z_mask: Tensor, n_text: int, L: int) -> Tensor:
+    def _mm_readout(self, h: Tensor, z: Tensor, z_mask: Tensor, n_text: int, L: int,
+                    head_real: RealTokens | None = None, suffix_real: RealTokens | None = None) -> Tensor:
         """`_mm` with model.rationale.readout: fusion. [text ‖ fusion] go through the block as always;
         the suffix first reads this layer's fusion states (after the block's GCA wrote AV into them)
         through the block's read-out, then takes the token-wise parts as text. The keys/values are
         the fusion states only: the suffix still meets AV only through the fusion tokens, and the
         text tokens, earlier in the causal order, are untouched."""
         block = self.mm_block
-        head = block(h[:, :L], z, z_mask, n_text=n_text) if L else None  # (B, T+K, D) or None
+        head = block(h[:, :L], z, z_mask, n_text=n_text, real=head_real) if L else None  # (B, T+K, D) or None
         if head is not None:
             fusion = head[:, n_text:]  # (B, K, D) this layer's fusion states
             self.memory.fusion_states[self.index] = fusion
@@ -332,10 +349,17 @@ class DecoderLayerWithMM(nn.Module):
                 raise RuntimeError(f"model.rationale.readout: no fusion states of layer {self.index} for this "
                                    "decoding step; pass the prefix pass's mm_fusion_states to decode_step")
         suffix = block.readout(h[:, L:], fusion.to(h.dtype))
-        suffix = block(suffix, z, z_mask, n_text=suffix.shape[1])
+        suffix = block(suffix, z, z_mask, n_text=suffix.shape[1], real=suffix_real)
         if self.memory.suffix_ffw and block.ffw_tokens == "fusion":
-            suffix = block.ffw_only(suffix)
+            suffix = block.ffw_only(suffix, suffix_real)
         return suffix if head is None else torch.cat([head, suffix], dim=1)
+
+
+def _decoder_layer(layer: nn.Module) -> nn.Module:
+    """The HF decoder layer inside our wrappers (prefix, MM, checkpointing)."""
+    while isinstance(layer, (DecoderLayerWithMM, FrozenPrefixLayer, CheckpointedLayer)):
+        layer = layer.layer
+    return layer
 
 
 def ensure_unwrapped(backbone: Backbone) -> None:
@@ -380,12 +404,14 @@ class MultimodalLM(nn.Module):
         self._frozen_modules = tuple(backbone.model.modules())
         self.memory = AVMemory()
         self.prefix = PrefixControl()
+        self.packing = TokenPacking()  # perf.pack_tokens: hooks on the frozen token-wise modules when on
         self.split_prefix = True  # False: one pass over T+K tokens in training too (reference path)
         self.mm_layers = sorted(mm_blocks)
         first = self.mm_layers[0]
         for i, block in sorted(mm_blocks.items()):
             layers[i] = DecoderLayerWithMM(layer=layers[i], mm_block=block, memory=self.memory,
-                                           control=self.prefix if i == first else None, shared=self.prefix, index=i)
+                                           control=self.prefix if i == first else None, shared=self.prefix, index=i,
+                                           packing=self.packing)
         for i in range(first):
             layers[i] = FrozenPrefixLayer(layer=layers[i], control=self.prefix)
         D = backbone.hidden_size
@@ -432,9 +458,30 @@ class MultimodalLM(nn.Module):
             if isinstance(layer, DecoderLayerWithMM):
                 layer.checkpoint = on
             elif on and not isinstance(layer, CheckpointedLayer):
-                layers[i] = CheckpointedLayer(layer=layer)
+                layers[i] = CheckpointedLayer(layer=layer, packing=self.packing)
             elif not on and isinstance(layer, CheckpointedLayer):
                 layers[i] = layer.layer
+
+    def set_pack_tokens(self, on: bool, *, attention: bool = True) -> None:
+        """perf.pack_tokens: the frozen layers' MLPs and attention projections (`attention`), and the
+        MM blocks' FFWs, run on real positions only."""
+        if not on:
+            self.packing.remove()
+            return
+        family = self.backbone.family
+        paths = (family.mlp, *(family.attn_proj if attention else ()))
+        self.packing.install([_decoder_layer(layer).get_submodule(path)
+                              for layer in self.backbone.layers for path in paths])
+
+    @property
+    def pack_tokens(self) -> bool:
+        return self.packing.installed
+
+    def _base(self, **kwargs):
+        """One pass of the HF base model; under perf.pack_tokens with its query positions' real ones
+        held for the packed token-wise parts (the queries: the attention mask's last columns)."""
+        with self.packing.for_pass(kwargs["attention_mask"], kwargs["inputs_embeds"].shape[1]):
+            return self.backbone_model.base_model(**kwargs)
 
     @property
     def n_fusion(self) -> int:
@@ -514,7 +561,7 @@ class MultimodalLM(nn.Module):
             h0, replay = torch.cat([x_t, x_f], dim=1), contextlib.nullcontext()  # (B, T+K(+L), D), eq. 7
         kv = {"past_key_values": cache, "use_cache": True} if cache is not None else {"use_cache": False}
         with self.memory.hold(z.float(), z_mask, n_text=T, n_suffix=L) as states, replay:
-            hidden = self.backbone_model.base_model(
+            hidden = self._base(
                 inputs_embeds=h0, attention_mask=full_mask, position_ids=position_ids, **kv
             ).last_hidden_state  # (B, T+K(+L), D), after the final norm
         hidden = hidden.float()
@@ -559,7 +606,7 @@ class MultimodalLM(nn.Module):
             held = self._cached_fusion_prefix(found, text_keys, x_f, full_mask, pos[:, T:])
             replay = self.prefix.set("replay", held)
         with self.memory.hold(z.float(), z_mask, n_text=0), replay:
-            fusion = self.backbone_model.base_model(
+            fusion = self._base(
                 inputs_embeds=x_f, attention_mask=full_mask, position_ids=pos[:, T:].expand(B, -1),
                 past_key_values=kv, use_cache=True,
             ).last_hidden_state  # (B, K, D)
@@ -614,7 +661,7 @@ class MultimodalLM(nn.Module):
             idx = torch.tensor(missing, device=input_ids.device)
             kv = self.new_cache()
             with torch.no_grad(), self.prefix.set("skip_mm"):
-                hidden = self.backbone_model.base_model(
+                hidden = self._base(
                     inputs_embeds=self.backbone.embed_tokens(input_ids[idx]), attention_mask=attention_mask[idx].long(),
                     position_ids=pos[:, :T].expand(len(missing), -1), past_key_values=kv, use_cache=True,
                 ).last_hidden_state  # (M, T, D) after the final norm
@@ -666,7 +713,7 @@ class MultimodalLM(nn.Module):
             held[b, : r.shape[0]] = r.to(dtype)
         h0 = torch.zeros_like(held)  # ignored: the pass replays from the first MM layer
         with self.memory.hold(z.float(), z_mask, n_text=0, n_suffix=L) as states, self.prefix.set("replay", held):
-            hidden = self.backbone_model.base_model(
+            hidden = self._base(
                 inputs_embeds=h0, attention_mask=full_mask, position_ids=pos[:, T:].expand(B, -1),
                 past_key_values=self._text_kv(found), use_cache=True,
             ).last_hidden_state.float()  # (B, K+L, D)
@@ -721,8 +768,8 @@ class MultimodalLM(nn.Module):
     def _run_prefix(self, x: Tensor, mask: Tensor, position_ids: Tensor, cache: DynamicCache) -> Tensor:
         try:
             with self.prefix.set("stop"):
-                self.backbone_model.base_model(inputs_embeds=x, attention_mask=mask, position_ids=position_ids,
-                                               past_key_values=cache, use_cache=True)
+                self._base(inputs_embeds=x, attention_mask=mask, position_ids=position_ids,
+                           past_key_values=cache, use_cache=True)
         except _PrefixDone as done:
             return done.hidden
         raise RuntimeError("the prefix pass did not reach the first MM layer")  # pragma: no cover

@@ -40,5 +40,6 @@ def apply_perf(model: nn.Module, perf: PerfConfig) -> None:
     lm.prefix_cache = PrefixCache(perf.prefix_cache_mb * 2**20) if perf.prefix_cache else None
     lm.autocast_mode = perf.autocast  # resolved per device at forward time
     lm.set_checkpoint_frozen(perf.checkpoint_frozen)
+    lm.set_pack_tokens(perf.pack_tokens)
     model.lm_loss_chunk = perf.lm_loss_chunk
     model.eval_inference_mode = perf.inference_mode  # read by deepmlf.train.evaluate / the Predictor
