@@ -224,16 +224,21 @@ def test_fused_gelu_leaves_llama_alone():
     assert fuse_tanh_gelu(tiny_llama()) == 0
 
 
+def _build_with_dropout(new_backbone, perf):
+    """MM layers 1 and 3, every dropout (MM blocks, backbone) at p = 0.1."""
+    m = _build(new_backbone, perf, mm_layers=[1, 3], backbone_dropout=True)
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.Dropout):
+            mod.p = 0.1
+    return m
+
+
 def test_checkpoint_frozen_is_exact_with_dropout(new_backbone):
     # Checkpointing replays the RNG state, so even with dropout (MM blocks, backbone) it is exact.
     batch = make_batch(B=4, T=7, seed=12)
 
     def build(perf):
-        m = _build(new_backbone, perf, mm_layers=[1, 3], backbone_dropout=True)
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.Dropout):
-                mod.p = 0.1
-        return m
+        return _build_with_dropout(new_backbone, perf)
 
     ref, gr = _step(build({}), batch)
     model = build({"checkpoint_frozen": True})
@@ -411,11 +416,7 @@ def test_pack_tokens_with_checkpointing_replays_the_packing(new_backbone):
     batch = _padded(make_batch(B=4, T=7, seed=20))
 
     def build(perf):
-        m = _build(new_backbone, perf, mm_layers=[1, 3], backbone_dropout=True)
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.Dropout):
-                mod.p = 0.1
-        return m
+        return _build_with_dropout(new_backbone, perf)
 
     ref, gr = _step(build({"pack_tokens": True}), batch)
     out, go = _step(build({"pack_tokens": True, "checkpoint_frozen": True}), batch)

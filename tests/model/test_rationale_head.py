@@ -16,6 +16,9 @@ RATIONALES = ["Text: positive. Voice: sarcastic. Prediction: -1.3", "Text: negat
               "Voice: sincere", None]
 
 
+READOUT = {"readout": "fusion", "readout_gate_init": 1.0}  # model.rationale.readout, its gates open
+
+
 def _build(new_backbone, *, rationale=None, **model):
     torch.manual_seed(0)
     r = {"enabled": True, "path": "teacher.jsonl", "max_len": 12, **(rationale or {})}
@@ -43,9 +46,12 @@ def test_off_builds_plain_deepmlf_and_on_without_rationales_equals_it(new_backbo
     assert o.rationale_logits is None and set(o.loss_terms) == set(a.loss_terms)
 
 
+@pytest.mark.parametrize("readout", ["none", "fusion"])
 @pytest.mark.parametrize("lora", [0, 2])
-def test_suffix_leaves_text_states_and_heads_unchanged(new_backbone, lora):
-    model = _build(new_backbone, rationale={"lora_layers": lora}, mm_layers=[1]).eval()
+def test_suffix_leaves_text_states_and_heads_unchanged(new_backbone, lora, readout):
+    # readout=fusion: the suffix also reads each MM layer's fusion states (READOUT's gates open).
+    extra = READOUT if readout == "fusion" else {}
+    model = _build(new_backbone, rationale={**extra, "lora_layers": lora}, mm_layers=[1, 2]).eval()
     if lora:  # LoRA B starts at zero: make it do something, so the test would see a leak
         for p in model._lora:
             torch.nn.init.normal_(p, std=0.5)
@@ -64,6 +70,17 @@ def test_suffix_leaves_text_states_and_heads_unchanged(new_backbone, lora):
         torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0, atol=1e-6)
     assert out.rationale_logits.shape == (4, 12, 257)
     assert {"rationale"} <= set(out.loss_terms)
+    if readout == "none":
+        assert h.mm_fusion_states is None
+        return
+    assert sorted(h.mm_fusion_states) == [1, 2] and h.mm_fusion_states[1].shape == (4, 3, 32)
+    # The read-out does act on the suffix: closing its gates changes the rationale logits.
+    with torch.no_grad():
+        for _, block in model.lm.mm_blocks():
+            block.readout.gate.a.fill_(-30.0)  # sigmoid(-30) ~ 1e-13
+        shut = model(_with_rationales(make_batch()))
+    real = _with_rationales(make_batch()).rationale_mask.bool()
+    assert not torch.allclose(shut.rationale_logits[real], out.rationale_logits[real], atol=1e-4)
 
 
 def test_rationale_loss_trains_fusion_path(new_backbone):
@@ -249,7 +266,6 @@ def test_suffix_ffw_updates_the_suffix_only_and_decodes_consistently(new_backbon
 
 
 # ---------------------------------------------------------------- model.rationale.readout: fusion
-READOUT = {"readout": "fusion", "readout_gate_init": 1.0}
 
 
 def test_readout_none_is_bit_identical_to_the_default(new_backbone):
@@ -269,34 +285,6 @@ def test_readout_none_is_bit_identical_to_the_default(new_backbone):
     assert extra and all(".readout." in k for k in extra)
     assert {id(p) for p in on.lr_parts()["readout"]} | {id(b.readout.gate.a) for _, b in on.lm.mm_blocks()} \
         == {id(p) for n, p in on.named_parameters() if ".readout." in n}
-
-
-@pytest.mark.parametrize("lora", [0, 2])
-def test_readout_leaves_text_states_and_heads_unchanged(new_backbone, lora):
-    model = _build(new_backbone, rationale={**READOUT, "lora_layers": lora}, mm_layers=[1, 2]).eval()
-    for p in model._lora:
-        torch.nn.init.normal_(p, std=0.5)
-    b = make_batch()
-    with torch.no_grad():
-        ref = model(b)
-        out = model(_with_rationales(make_batch()))
-        enc = model.av_encoder.encode_batch(b)
-        z = model.av_norm(enc.z)
-        h_ref = model.lm(b.input_ids, b.attention_mask, z, enc.mask)
-        emb, m = model._suffix(model.prompt_ids, *tokenize_rationales(byte_tokenizer(), RATIONALES, 12), 4)
-        h = model.lm(b.input_ids, b.attention_mask, z, enc.mask, suffix_embeds=emb, suffix_mask=m)
-    torch.testing.assert_close(h.text_hidden, h_ref.text_hidden, rtol=0, atol=1e-6)
-    torch.testing.assert_close(h.fusion_hidden, h_ref.fusion_hidden, rtol=0, atol=1e-6)
-    for name in ("y_t", "y_o", "y_f"):
-        torch.testing.assert_close(getattr(out, name), getattr(ref, name), rtol=0, atol=1e-6)
-    assert sorted(h.mm_fusion_states) == [1, 2] and h.mm_fusion_states[1].shape == (4, 3, 32)
-    # The read-out does act on the suffix: closing its gates changes the rationale logits.
-    with torch.no_grad():
-        for _, block in model.lm.mm_blocks():
-            block.readout.gate.a.fill_(-30.0)  # sigmoid(-30) ~ 1e-13
-        shut = model(_with_rationales(make_batch()))
-    real = _with_rationales(make_batch()).rationale_mask.bool()
-    assert not torch.allclose(shut.rationale_logits[real], out.rationale_logits[real], atol=1e-4)
 
 
 def test_readout_reaches_av_only_through_the_mm_blocks(new_backbone):
