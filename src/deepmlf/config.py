@@ -253,6 +253,10 @@ class ModelConfig(_Strict):
     # nothing trainable touches text: gca_query fusion, ffw_tokens fusion (or ffw off), no
     # augmentation, backbone_dropout off. Then a step runs only the K fusion tokens through the LM.
     text_cache: bool = False
+    # Its memory budget in MiB (and again for the cached fusion-token and rationale-prefix states):
+    # past it, new transcripts are recomputed each time instead of stored. SmolLM2-135M, 16 tokens:
+    # ~0.8 MB per transcript.
+    text_cache_mb: int = Field(4096, ge=1)
     # Keep only the first N decoder layers of the backbone (a smaller student sharing the tokenizer;
     # the final norm and LM head follow layer N-1). None = all layers.
     backbone_layers: int | None = Field(None, ge=1)

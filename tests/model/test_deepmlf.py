@@ -527,6 +527,26 @@ def test_fixed_fusion_tokens_with_the_text_cache_equal_the_uncached_model(new_ba
     assert len(cached.lm.text_cache.fusion_states) == 8  # 4 transcripts x 2 fusion-token values
 
 
+def test_text_cache_past_its_budget_recomputes_and_stays_exact(new_backbone):
+    """model.text_cache_mb: a full cache stores nothing more; the rows it cannot hold are computed
+    afresh on every pass, with the same outputs as the uncached model."""
+    kw = dict(ffw_tokens="fusion", mm_layers=[1, 3], fusion_trainable=False)
+    ref = _build(new_backbone, **kw).eval()
+    cached = _build(new_backbone, **kw, text_cache=True, text_cache_mb=1).eval()
+    assert cached.lm.text_cache.max_bytes == 2**20 == cached.lm.text_cache.fusion_states.max_bytes
+    cached.lm.text_cache.max_bytes = cached.lm.text_cache.fusion_states.max_bytes = 0  # full from the start
+    cached.load_trainable_state_dict(ref.trainable_state_dict())
+    b = make_batch()
+    with torch.no_grad():
+        for _ in range(2):
+            o1, o2 = ref(b), cached(b)
+            for name in ("y_o", "y_f", "y_t"):
+                torch.testing.assert_close(getattr(o2, name), getattr(o1, name), atol=1e-5, rtol=1e-5)
+    cache = cached.lm.text_cache
+    assert len(cache) == 0 and len(cache.fusion_states) == 0 and cache.nbytes == 0
+    assert cache.misses == 8 and cache.hits == 0  # 4 transcripts, each recomputed on both passes
+
+
 def test_fixed_fusion_tokens_are_not_trained(new_backbone):
     from deepmlf.train.optim import param_groups
 

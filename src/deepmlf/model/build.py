@@ -183,7 +183,8 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
     backbone.freeze()  # once, before anything trainable is attached to it
     check_prefix_cache(m)
     # The fingerprint reads the frozen weights only: taken before any MM block or LoRA is attached.
-    caches = shared_caches(backbone) if m.rationale.enabled and m.rationale.prefix_cache else None
+    budget = m.text_cache_mb * 2**20
+    caches = shared_caches(backbone, budget) if m.rationale.enabled and m.rationale.prefix_cache else None
 
     av_encoder = build_av_encoder(m.av_encoder, audio_dim=audio_dim, vision_dim=vision_dim)
     if m.av_encoder.init in ("pretrain_tune", "pretrain_freeze"):
@@ -209,7 +210,7 @@ def build_model(cfg: Config, *, audio_dim: int, vision_dim: int, backbone: Backb
     if not m.fusion_trainable:
         lm.fusion_tokens.requires_grad_(False)  # eq. 7's embeddings stay at their init
     if m.text_cache:
-        lm.text_cache = TextStateCache()
+        lm.text_cache = TextStateCache(budget)
     if caches is not None:
         lm.text_cache, lm.suffix_cache = caches
     # Backbone(...) gave the tokenizer an eos (pad as eos for BERT-style ones, as the authors do).

@@ -42,7 +42,7 @@ from .augment import EmbeddingAugment
 from .mm_block import MMBlock
 from .packing import RealTokens, TokenPacking
 from .perf_switches import resolve_autocast
-from .prefix_cache import PrefixCache, PrefixEntry
+from .prefix_cache import BoundedCache, PrefixCache, PrefixEntry, tensor_bytes
 
 
 class AVMemory:
@@ -89,7 +89,17 @@ class _PrefixDone(Exception):
         self.hidden = hidden
 
 
-class TextStateCache:
+DEFAULT_CACHE_BYTES = 4096 * 2**20  # model.text_cache_mb's default
+
+
+def _entry_bytes(entry) -> int:
+    """Bytes of a cache entry: a tensor or nested tuples of tensors."""
+    if isinstance(entry, Tensor):
+        return tensor_bytes(entry)
+    return sum(_entry_bytes(e) for e in entry)
+
+
+class TextStateCache(BoundedCache):
     """The frozen LM's text states of each transcript, kept across epochs (`model.text_cache`).
 
     Valid only when nothing trainable touches the text tokens: every MM block queries with the
@@ -99,19 +109,16 @@ class TextStateCache:
     computed once, the per-layer keys/values (what the fusion tokens attend to) and the final
     hidden states are reused by every later epoch and evaluation. Keyed by the padded token ids.
     Per sample it holds 2 · layers · T · kv_width + T · D floats (SmolLM2-135M, T = 16: ~0.8 MB).
+    Bounded (`model.text_cache_mb`, for the text entries and again for the fusion states): past the
+    budget a transcript is recomputed, not stored (BoundedCache), so a large corpus costs time, not memory.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         # key -> (((keys, values) per layer, each (kv_heads, T, head_dim)), final text states (T, D))
-        self._store: dict[bytes, tuple[tuple[tuple[Tensor, Tensor], ...], Tensor]] = {}
+        super().__init__(max_bytes, size=_entry_bytes)
         # Frozen fusion tokens (model.fusion_trainable=false): (first MM layer, fusion-token digest,
         # transcript key) -> the fusion tokens' output (K, D) of the decoder layer under the first MM block.
-        self.fusion_states: dict[bytes, Tensor] = {}
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._store)
+        self.fusion_states = BoundedCache(max_bytes, size=tensor_bytes)
 
     @staticmethod
     def keys_of(input_ids: Tensor, attention_mask: Tensor) -> list[bytes]:
@@ -119,14 +126,11 @@ class TextStateCache:
         ids = input_ids.masked_fill(attention_mask == 0, -1).long().cpu()
         return [row.numpy().tobytes() for row in ids]
 
-    def get(self, key: bytes) -> tuple[tuple[tuple[Tensor, Tensor], ...], Tensor] | None:
-        return self._store.get(key)
-
     def put(self, key: bytes, kv: tuple[tuple[Tensor, Tensor], ...], hidden: Tensor) -> None:
-        self._store[key] = (kv, hidden)
+        self.admit(key, (kv, hidden))
 
 
-class SuffixStateCache:
+class SuffixStateCache(BoundedCache):
     """The frozen states of [fusion ‖ prompt ‖ rationale] at the first MM layer (`model.rationale.prefix_cache`).
 
     Under teacher forcing the prompt and rationale are fixed token ids, and with
@@ -138,15 +142,11 @@ class SuffixStateCache:
     keyed by a digest of the fusion tokens' values and m as well as the ids, so models that share a
     backbone (the demo's assistant and its text-only control) share entries, and a model whose
     fusion tokens or first MM layer differ never reads another's. Per sample (K + L) · D floats.
+    Bounded like TextStateCache (`model.text_cache_mb`).
     """
 
-    def __init__(self) -> None:
-        self._store: dict[bytes, Tensor] = {}
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._store)
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        super().__init__(max_bytes, size=_entry_bytes)
 
     @staticmethod
     def keys_of(text_keys: list[bytes], suffix_ids: Tensor, suffix_mask: Tensor, context: bytes) -> list[bytes]:
@@ -156,11 +156,8 @@ class SuffixStateCache:
         return [context + b"|" + t + b"|" + ids[b, : lengths[b]].numpy().tobytes()
                 for b, t in enumerate(text_keys)]
 
-    def get(self, key: bytes) -> Tensor | None:
-        return self._store.get(key)
-
     def put(self, key: bytes, hidden: Tensor) -> None:
-        self._store[key] = hidden
+        self.admit(key, hidden)
 
 
 # (backbone fingerprint) -> (TextStateCache, SuffixStateCache), for model.rationale.prefix_cache: the
@@ -180,11 +177,12 @@ def backbone_fingerprint(backbone: Backbone) -> tuple:
     return (backbone.name, str(backbone.embed_tokens.weight.dtype), len(backbone.layers), h.hexdigest())
 
 
-def shared_caches(backbone: Backbone) -> tuple["TextStateCache", SuffixStateCache]:
-    """The process-wide text and suffix caches of this backbone (made on first use)."""
+def shared_caches(backbone: Backbone, max_bytes: int = DEFAULT_CACHE_BYTES) -> tuple["TextStateCache", SuffixStateCache]:
+    """The process-wide text and suffix caches of this backbone (made on first use, with the first
+    caller's budget)."""
     key = backbone_fingerprint(backbone)
     if key not in _SHARED_CACHES:
-        _SHARED_CACHES[key] = (TextStateCache(), SuffixStateCache())
+        _SHARED_CACHES[key] = (TextStateCache(max_bytes), SuffixStateCache(max_bytes))
     return _SHARED_CACHES[key]
 
 
@@ -629,7 +627,8 @@ class MultimodalLM(nn.Module):
                 h = self._run_prefix(x_f[idx], full_mask[idx], position_ids.expand(len(missing), -1),
                                      self._text_kv([found[b] for b in missing]))  # (M, K, D)
             for j, b in enumerate(missing):
-                store[keys[b]] = states[b] = h[j].clone()
+                states[b] = h[j].clone()
+                store.admit(keys[b], states[b])
         return torch.stack(states)
 
     def _fusion_context(self) -> bytes:
@@ -652,10 +651,8 @@ class MultimodalLM(nn.Module):
         cache = self.text_cache
         B, T = input_ids.shape
         keys = cache.keys_of(input_ids, attention_mask)
-        found = [cache.get(k) for k in keys]
+        found = [cache.get(k) for k in keys]  # counts hits and misses
         missing = [b for b, f in enumerate(found) if f is None]
-        cache.hits += B - len(missing)
-        cache.misses += len(missing)
         pos = torch.arange(T + self.n_fusion, device=input_ids.device)[None, :]
         if missing:
             idx = torch.tensor(missing, device=input_ids.device)
@@ -692,10 +689,8 @@ class MultimodalLM(nn.Module):
         context = self._fusion_context()
         store = self.suffix_cache
         keys = store.keys_of(text_keys, suffix_ids, suffix_mask, context)
-        rows = [store.get(k) for k in keys]
+        rows = [store.get(k) for k in keys]  # counts hits and misses
         missing = [b for b, r in enumerate(rows) if r is None]
-        store.hits += B - len(missing)
-        store.misses += len(missing)
         full_mask = torch.cat([attention_mask.long(), attention_mask.new_ones(B, K).long(), suffix_mask.long()], dim=1)
         pos = torch.arange(T + K + L, device=dev)[None, :]
         if missing:

@@ -68,6 +68,10 @@ class BoundedCache:
             self.hits += 1
         return entry
 
+    def peek(self, key):
+        """`get` without counting a hit or a miss."""
+        return self._entries.get(key)
+
     def admit(self, key, entry):
         """Keep `entry` under `key` if it fits; returns the kept entry, or None when full."""
         if key in self._entries:
