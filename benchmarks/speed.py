@@ -21,7 +21,7 @@ every variant sees are the same kind of random numbers; timing does not depend o
                   fusion tokens alone (its `all exact` variants keep it on; one-pass/split turn it off)
   +<switch>       the default plus one `perf` switch
   all exact       every exact switch but pack_tokens; `+pack` adds it; `+bf16` adds perf.autocast=bf16
-                  (not exact)
+                  (not exact); `+fused_adamw` the optimiser as one fused kernel (perf.fused_adamw)
 One step = forward + backward + gradient clipping + AdamW step, in training mode.
 
 Printed per variant: median step time (and IQR) over the rounds, samples/s, speed-up over one-pass,
@@ -90,6 +90,9 @@ VARIANTS: dict[str, dict] = {
     "all exact -ckpt": {**EXACT, "checkpoint_frozen": False},
     "all exact +pack": {**EXACT, "pack_tokens": True},
     "all -ckpt +pack": {**EXACT, "checkpoint_frozen": False, "pack_tokens": True},
+    "+fused_adamw": {"fused_adamw": True},
+    # the paper presets' perf section now (perf.fused_adamw included)
+    "all -ckpt +pack +fused_adamw": {**EXACT, "checkpoint_frozen": False, "pack_tokens": True, "fused_adamw": True},
     # pack_tokens without the attention projections (MLPs and FFWs only): what packing those adds
     "all -ckpt +pack mlp": {**EXACT, "checkpoint_frozen": False, "pack_tokens": True, "pack_attention": False},
     "+text_cache": {"text_cache": True},
@@ -191,8 +194,9 @@ def make_batch(B: int, T: int, vocab: int, dataset: str, seed: int, lengths: np.
 class Switches:
     """Toggles the `perf` switches of one built model between steps."""
 
-    def __init__(self, model: nn.Module, cache_mb: int) -> None:
+    def __init__(self, model: nn.Module, cache_mb: int, opt: torch.optim.Optimizer | None = None) -> None:
         self.model = model
+        self.opt = opt  # perf.fused_adamw toggles its groups' `fused` flag (AdamW reads it every step)
         self.cache = PrefixCache(cache_mb * 2**20)
         self.text_cache = model.lm.text_cache or TextStateCache()  # the preset's (model.text_cache) or a spare
         # GPT-2's tanh-GELU modules (backbone MLPs and FFW copies) and their fused replacement.
@@ -212,6 +216,8 @@ class Switches:
         self.model.lm_loss_chunk = v.get("lm_loss_chunk", 0)
         for m, act in self.gelus:
             m.act = self.fused if v.get("fused_gelu") else act
+        for g in self.opt.param_groups if self.opt is not None else ():
+            g["fused"] = True if v.get("fused_adamw") else None
 
     def cache_bytes(self, v: dict) -> int:
         n = self.cache.nbytes if v.get("prefix_cache") else 0
@@ -307,7 +313,7 @@ def main() -> None:
     model = build_model(cfg, audio_dim=da, vision_dim=dv, backbone=backbone)
     opt = build_optimizer(model, cfg.train, av_module=model.av_encoder)
     clip = grad_clip_parameters(opt, exclude_groups=("av", "av_no_decay"))
-    sw = Switches(model, args.cache_mb)
+    sw = Switches(model, args.cache_mb, opt)
     lengths = real_lengths(args.lengths, T)
     window = args.group_window if args.grouped else 0
     pool = [make_batch(B, T, backbone.vocab_size, dataset, seed=s, lengths=lengths, group_window=window,
