@@ -159,6 +159,7 @@ def main() -> None:
     by_part = defaultdict(float)  # (phase, part) -> self CPU us
     by_op = defaultdict(float)
     by_op_phase = defaultdict(float)
+    by_part_op = defaultdict(float)  # (part, op) -> self CPU us
     for ev in events:
         if ev.name.startswith(TAG) or ev.name.startswith("phase::"):
             continue
@@ -183,6 +184,7 @@ def main() -> None:
         by_part[(phase, part)] += us
         by_op[ev.name] += us
         by_op_phase[(phase, ev.name)] += us
+        by_part_op[(part, ev.name)] += us
     total = sum(by_part.values())
     print(f"\nwall {wall:.3f} s/step (profiled; profiler overhead included), self CPU total {total / 1e6 / args.steps:.3f} s/step")
     print("\nby part (self CPU time of every op, backward attributed to the forward op's part):")
@@ -205,6 +207,10 @@ def main() -> None:
         s = by_op_phase.get(("step", name), 0)
         print(f"| {name} | {f / 1e6 / args.steps:.3f} | {b / 1e6 / args.steps:.3f} | {s / 1e6 / args.steps:.3f} | "
               f"{us / 1e6 / args.steps:.3f} | {us / total * 100:.1f} |")
+    print(f"\nper part, its largest operators (self CPU s, forward + backward):")
+    for p, _ in rows[:8]:
+        ops = sorted(((op, us) for (pp, op), us in by_part_op.items() if pp == p), key=lambda kv: -kv[1])[:6]
+        print(f"  {p}: " + ", ".join(f"{op.replace('aten::', '')} {us / 1e6 / args.steps:.3f}" for op, us in ops))
     mm = sum(us for n, us in by_op.items() if n in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul"))
     print(f"\nmatmul ops (mm/addmm/bmm/baddbmm) {mm / total * 100:.1f} % of self CPU time")
 
