@@ -28,7 +28,9 @@ Printed per variant: median step time (and IQR) over the rounds, samples/s, spee
 peak memory (resting RSS of model + optimiser + the variant's cache, plus the largest RSS rise
 sampled during its steps; glibc's mmap threshold is pinned so freed tensors leave RSS at once),
 FLOPs per step (torch.utils.flop_counter over the executed step, recomputation included, on the
-warm-up step) and the achieved fraction of this machine's measured matmul peak (fp32 or bf16).
+warm-up step) and the achieved fraction of this machine's measured matmul peak (fp32 or bf16);
+"paired": the median over rounds of one-pass's step time over the variant's in the same round (the
+variants of a round run back to back, so a drifting load cancels more than in the medians' ratio).
 --check first compares every exact variant's loss and gradients with one-pass on one batch
 (dropout off, so the draws cannot differ).
 --grouped draws each batch as length-grouped sampling does (data.length_grouped): a window of
@@ -385,8 +387,9 @@ def print_table(variants, times, peaks, flops, resting, sw, B, cfg, peak32, peak
     print(f"\nresting RSS (weights, optimiser, pool; caches counted per variant) {resting / 2**30:.2f} GiB; "
           f"{rounds} interleaved rounds\n", flush=True)
     print("| variant | step s (median) | IQR | samples/s | speed-up vs one-pass | peak memory GiB | vs one-pass | "
-          "step's rise GiB | vs one-pass | GFLOP/step | achieved % of peak | speed-up, summed rounds |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "step's rise GiB | vs one-pass | GFLOP/step | achieved % of peak | speed-up, summed rounds | "
+          "paired: median of per-round ratios |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, v in variants.items():
         ts = sorted(times[n])
         med = statistics.median(ts)
@@ -394,7 +397,8 @@ def print_table(variants, times, peaks, flops, resting, sw, B, cfg, peak32, peak
         mem = resting + peaks[n] + sw.cache_bytes(v)
         peak = peak16 if v.get("autocast") == "bf16" or cfg.model.dtype == "bfloat16" else peak32
         print(f"| {n} | {med:.3f} | {q[0]:.3f}–{q[1]:.3f} | {B / med:.1f} | {ref / med:.2f}× | {mem / 2**30:.2f} | "
-              f"{mem / ref_mem:.2f}× | {peaks[n] / 2**30:.2f} | {peaks[n] / max(1, peaks['one-pass']):.2f}× | {flops[n] / 1e9:.0f} | {flops[n] / med / peak * 100:.0f} % | {sum(times['one-pass']) / sum(ts):.2f}× |")
+              f"{mem / ref_mem:.2f}× | {peaks[n] / 2**30:.2f} | {peaks[n] / max(1, peaks['one-pass']):.2f}× | {flops[n] / 1e9:.0f} | {flops[n] / med / peak * 100:.0f} % | {sum(times['one-pass']) / sum(ts):.2f}× | "
+              f"{statistics.median(a / b for a, b in zip(times['one-pass'], times[n])):.2f}× |")
     print(f"\nprefix cache: {len(sw.cache)} entries, {sw.cache.nbytes / 2**20:.0f} MiB, hits {sw.cache.hits}, "
           f"misses {sw.cache.misses}", flush=True)
 
