@@ -21,14 +21,16 @@ every variant sees are the same kind of random numbers; timing does not depend o
                   fusion tokens alone (its `all exact` variants keep it on; one-pass/split turn it off)
   +<switch>       the default plus one `perf` switch
   all exact       every exact switch but pack_tokens; `+pack` adds it; `+bf16` adds perf.autocast=bf16
-                  (not exact)
+                  (not exact); `+fused_adamw` the optimiser as one fused kernel (perf.fused_adamw)
 One step = forward + backward + gradient clipping + AdamW step, in training mode.
 
 Printed per variant: median step time (and IQR) over the rounds, samples/s, speed-up over one-pass,
 peak memory (resting RSS of model + optimiser + the variant's cache, plus the largest RSS rise
 sampled during its steps; glibc's mmap threshold is pinned so freed tensors leave RSS at once),
 FLOPs per step (torch.utils.flop_counter over the executed step, recomputation included, on the
-warm-up step) and the achieved fraction of this machine's measured matmul peak (fp32 or bf16).
+warm-up step) and the achieved fraction of this machine's measured matmul peak (fp32 or bf16);
+"paired": the median over rounds of one-pass's step time over the variant's in the same round (the
+variants of a round run back to back, so a drifting load cancels more than in the medians' ratio).
 --check first compares every exact variant's loss and gradients with one-pass on one batch
 (dropout off, so the draws cannot differ).
 --grouped draws each batch as length-grouped sampling does (data.length_grouped): a window of
@@ -90,6 +92,9 @@ VARIANTS: dict[str, dict] = {
     "all exact -ckpt": {**EXACT, "checkpoint_frozen": False},
     "all exact +pack": {**EXACT, "pack_tokens": True},
     "all -ckpt +pack": {**EXACT, "checkpoint_frozen": False, "pack_tokens": True},
+    "+fused_adamw": {"fused_adamw": True},
+    # the paper presets' perf section now (perf.fused_adamw included)
+    "all -ckpt +pack +fused_adamw": {**EXACT, "checkpoint_frozen": False, "pack_tokens": True, "fused_adamw": True},
     # pack_tokens without the attention projections (MLPs and FFWs only): what packing those adds
     "all -ckpt +pack mlp": {**EXACT, "checkpoint_frozen": False, "pack_tokens": True, "pack_attention": False},
     "+text_cache": {"text_cache": True},
@@ -191,8 +196,9 @@ def make_batch(B: int, T: int, vocab: int, dataset: str, seed: int, lengths: np.
 class Switches:
     """Toggles the `perf` switches of one built model between steps."""
 
-    def __init__(self, model: nn.Module, cache_mb: int) -> None:
+    def __init__(self, model: nn.Module, cache_mb: int, opt: torch.optim.Optimizer | None = None) -> None:
         self.model = model
+        self.opt = opt  # perf.fused_adamw toggles its groups' `fused` flag (AdamW reads it every step)
         self.cache = PrefixCache(cache_mb * 2**20)
         self.text_cache = model.lm.text_cache or TextStateCache()  # the preset's (model.text_cache) or a spare
         # GPT-2's tanh-GELU modules (backbone MLPs and FFW copies) and their fused replacement.
@@ -212,6 +218,8 @@ class Switches:
         self.model.lm_loss_chunk = v.get("lm_loss_chunk", 0)
         for m, act in self.gelus:
             m.act = self.fused if v.get("fused_gelu") else act
+        for g in self.opt.param_groups if self.opt is not None else ():
+            g["fused"] = True if v.get("fused_adamw") else None
 
     def cache_bytes(self, v: dict) -> int:
         n = self.cache.nbytes if v.get("prefix_cache") else 0
@@ -307,7 +315,7 @@ def main() -> None:
     model = build_model(cfg, audio_dim=da, vision_dim=dv, backbone=backbone)
     opt = build_optimizer(model, cfg.train, av_module=model.av_encoder)
     clip = grad_clip_parameters(opt, exclude_groups=("av", "av_no_decay"))
-    sw = Switches(model, args.cache_mb)
+    sw = Switches(model, args.cache_mb, opt)
     lengths = real_lengths(args.lengths, T)
     window = args.group_window if args.grouped else 0
     pool = [make_batch(B, T, backbone.vocab_size, dataset, seed=s, lengths=lengths, group_window=window,
@@ -379,8 +387,9 @@ def print_table(variants, times, peaks, flops, resting, sw, B, cfg, peak32, peak
     print(f"\nresting RSS (weights, optimiser, pool; caches counted per variant) {resting / 2**30:.2f} GiB; "
           f"{rounds} interleaved rounds\n", flush=True)
     print("| variant | step s (median) | IQR | samples/s | speed-up vs one-pass | peak memory GiB | vs one-pass | "
-          "step's rise GiB | vs one-pass | GFLOP/step | achieved % of peak | speed-up, summed rounds |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "step's rise GiB | vs one-pass | GFLOP/step | achieved % of peak | speed-up, summed rounds | "
+          "paired: median of per-round ratios |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, v in variants.items():
         ts = sorted(times[n])
         med = statistics.median(ts)
@@ -388,7 +397,8 @@ def print_table(variants, times, peaks, flops, resting, sw, B, cfg, peak32, peak
         mem = resting + peaks[n] + sw.cache_bytes(v)
         peak = peak16 if v.get("autocast") == "bf16" or cfg.model.dtype == "bfloat16" else peak32
         print(f"| {n} | {med:.3f} | {q[0]:.3f}–{q[1]:.3f} | {B / med:.1f} | {ref / med:.2f}× | {mem / 2**30:.2f} | "
-              f"{mem / ref_mem:.2f}× | {peaks[n] / 2**30:.2f} | {peaks[n] / max(1, peaks['one-pass']):.2f}× | {flops[n] / 1e9:.0f} | {flops[n] / med / peak * 100:.0f} % | {sum(times['one-pass']) / sum(ts):.2f}× |")
+              f"{mem / ref_mem:.2f}× | {peaks[n] / 2**30:.2f} | {peaks[n] / max(1, peaks['one-pass']):.2f}× | {flops[n] / 1e9:.0f} | {flops[n] / med / peak * 100:.0f} % | {sum(times['one-pass']) / sum(ts):.2f}× | "
+              f"{statistics.median(a / b for a, b in zip(times['one-pass'], times[n])):.2f}× |")
     print(f"\nprefix cache: {len(sw.cache)} entries, {sw.cache.nbytes / 2**20:.0f} MiB, hits {sw.cache.hits}, "
           f"misses {sw.cache.misses}", flush=True)
 

@@ -93,5 +93,6 @@ def test_paper_presets_turn_on_the_exact_perf_switches(preset):
     # the numbers, checkpointing trades time for memory; those stay the user's choice.
     p = load_config(preset=preset).perf
     assert p.dynamic_padding and p.lm_loss_chunk == 1024 and p.fused_gelu and p.inference_mode and p.pack_tokens
+    assert p.fused_adamw
     assert p.autocast == "off" and not p.checkpoint_frozen and not p.prefix_cache
     assert load_config(preset=preset).data.length_grouped == 0

@@ -390,6 +390,10 @@ class PerfConfig(_Strict):
     # on real positions only: gathered over the non-pad positions, scattered back (pads are never
     # attended to nor read; outputs and gradients at real positions are the default path's).
     pack_tokens: bool = False
+    # Stage 2's AdamW as one fused kernel per step (torch's `fused=True`) instead of the per-parameter
+    # loop: the same update to float rounding, one pass over weights, gradients and both moments
+    # (the loop's optimiser step was 5 % of a mosei-base step on CPU; benchmarks/RESULTS.md).
+    fused_adamw: bool = False
 
 
 class Config(_Strict):

@@ -10,7 +10,8 @@ from torch import nn
 
 from deepmlf.config import TrainConfig
 from deepmlf.errors import ConfigError
-from deepmlf.train.optim import build_optimizer, build_scheduler, grad_clip_parameters, param_groups, steps_per_epoch
+from deepmlf.train.optim import (build_optimizer, build_scheduler, grad_clip_parameters, load_optimizer_state,
+                                 param_groups, steps_per_epoch)
 
 
 class Toy(nn.Module):
@@ -169,3 +170,24 @@ def test_lr_parts_errors_name_the_part_or_the_model():
         param_groups(Toy(), TrainConfig(lr_parts={"gates": 2.0}))
     with pytest.raises(ValueError, match="lr_parts"):
         TrainConfig(lr_parts={"gates": 0.0})
+
+
+@pytest.mark.parametrize("saved_fused", [False, True])
+def test_resumed_optimizer_keeps_this_runs_kernel(saved_fused):
+    # perf.fused_adamw on resume is the config's choice: load_state_dict alone would restore the
+    # saved groups' `fused` flag; the moments and step counts are the saved ones either way.
+    m = Toy()
+    x = torch.randn(5, 4)
+    saved = build_optimizer(m, TrainConfig(), av_module=m.av_encoder, fused=saved_fused)
+    for _ in range(2):
+        m.norm(m.proj(m.av_encoder(x))).sum().backward()
+        saved.step()
+    state = saved.state_dict()
+    opt = build_optimizer(m, TrainConfig(), av_module=m.av_encoder, fused=not saved_fused)
+    load_optimizer_state(opt, state)
+    assert all(bool(g["fused"]) is (not saved_fused) for g in opt.param_groups)
+    p = m.proj.weight
+    assert float(opt.state[p]["step"]) == 2 and torch.equal(opt.state[p]["exp_avg"], saved.state[p]["exp_avg"])
+    m.norm(m.proj(m.av_encoder(x))).sum().backward()
+    opt.step()  # the restored state runs under this run's kernel
+    assert float(opt.state[p]["step"]) == 3

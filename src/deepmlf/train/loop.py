@@ -36,7 +36,7 @@ from .checkpoint import BEST, LAST, load_last, save_best, save_last, set_rng_sta
 from .distributed import from_main, is_main_process, mean_over_processes, say, sync_buffers, use_cpu, wait_for_everyone
 from .early_stopping import EarlyStopping
 from .evaluate import collect_predictions
-from .optim import current_lr, group_lrs
+from .optim import current_lr, group_lrs, load_optimizer_state
 
 HISTORY = "history.jsonl"
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -222,7 +222,7 @@ def fit(
     if resume and last_path.exists():
         state = load_last(last_path, stage=stage.name)
         model.load_trainable_state_dict(state["model"])
-        stage.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(stage.optimizer, state["optimizer"])
         if stage.scheduler is not None and state["scheduler"] is not None:
             stage.scheduler.load_state_dict(state["scheduler"])
         if stage.plateau is not None and state["plateau"] is not None:

@@ -119,9 +119,28 @@ def _lr_parts(model: nn.Module, cfg: TrainConfig) -> dict[str, list[nn.Parameter
     return parts
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig, *, av_module: nn.Module | None = None) -> AdamW:
-    """Stage 2 AdamW (betas from `train.betas`) over `param_groups`."""
-    return AdamW(param_groups(model, cfg, av_module=av_module), lr=cfg.lr, betas=tuple(cfg.betas))
+def build_optimizer(model: nn.Module, cfg: TrainConfig, *, av_module: nn.Module | None = None,
+                    fused: bool = False) -> AdamW:
+    """Stage 2 AdamW (betas from `train.betas`) over `param_groups`. fused (perf.fused_adamw): torch's
+    fused kernel, the same update to float rounding (None keeps torch's default, the per-parameter loop
+    on CPU)."""
+    return AdamW(param_groups(model, cfg, av_module=av_module), lr=cfg.lr, betas=tuple(cfg.betas),
+                 fused=True if fused else None)
+
+
+def load_optimizer_state(optimizer: Optimizer, state: dict) -> None:
+    """`optimizer.load_state_dict(state)`, keeping how this optimiser computes its update (the groups'
+    `fused`/`foreach` flags: perf.fused_adamw is this run's config, not the saved run's; torch's
+    load_state_dict would restore the saved groups' flags with their hyperparameters)."""
+    kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for g, kernel in zip(optimizer.param_groups, kernels):
+        g.update(kernel)
+        if kernel.get("fused"):  # the fused kernel reads `step` on the parameter's device, as float32
+            for p in g["params"]:
+                st = optimizer.state.get(p, {})
+                if torch.is_tensor(st.get("step")):
+                    st["step"] = st["step"].to(device=p.device, dtype=torch.float32)
 
 
 def build_pretrain_optimizer(model: nn.Module, cfg: PretrainConfig) -> AdamW:

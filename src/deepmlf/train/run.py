@@ -441,7 +441,7 @@ def run_stage2(cfg: Config, data: MMSAData, seed: int, seed_dir: Path, *, accele
     # data.length_grouped: stage 2 only (stage 1 reads no text).
     train_loader = _train_loader(cfg, train, tokenizer, seed, text_dropout=cfg.data.text_dropout,
                                  length_grouped=cfg.data.length_grouped)
-    optimizer = build_optimizer(model, t, av_module=getattr(model, "av_encoder", None))
+    optimizer = build_optimizer(model, t, av_module=getattr(model, "av_encoder", None), fused=cfg.perf.fused_adamw)
     spe = steps_per_epoch(len(train_loader), t.grad_accum, t.limit_batches)
     stage = Stage(
         name="stage2",
