@@ -40,9 +40,9 @@ from ..backbones.adapter import Backbone
 from ..errors import BackboneError
 from .augment import EmbeddingAugment
 from .mm_block import MMBlock
-from .packing import RealTokens, TokenPacking
+from .packing import TokenPacking
 from .perf_switches import resolve_autocast
-from .prefix_cache import BoundedCache, PrefixCache, PrefixEntry, tensor_bytes
+from .prefix_cache import BoundedCache, PrefixCache, PrefixEntry, entry_bytes, tensor_bytes
 
 
 class AVMemory:
@@ -92,13 +92,6 @@ class _PrefixDone(Exception):
 DEFAULT_CACHE_BYTES = 4096 * 2**20  # model.text_cache_mb's default
 
 
-def _entry_bytes(entry) -> int:
-    """Bytes of a cache entry: a tensor or nested tuples of tensors."""
-    if isinstance(entry, Tensor):
-        return tensor_bytes(entry)
-    return sum(_entry_bytes(e) for e in entry)
-
-
 class TextStateCache(BoundedCache):
     """The frozen LM's text states of each transcript, kept across epochs (`model.text_cache`).
 
@@ -115,7 +108,7 @@ class TextStateCache(BoundedCache):
 
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         # key -> (((keys, values) per layer, each (kv_heads, T, head_dim)), final text states (T, D))
-        super().__init__(max_bytes, size=_entry_bytes)
+        super().__init__(max_bytes, size=entry_bytes)
         # Frozen fusion tokens (model.fusion_trainable=false): (first MM layer, fusion-token digest,
         # transcript key) -> the fusion tokens' output (K, D) of the decoder layer under the first MM block.
         self.fusion_states = BoundedCache(max_bytes, size=tensor_bytes)
@@ -146,7 +139,7 @@ class SuffixStateCache(BoundedCache):
     """
 
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        super().__init__(max_bytes, size=_entry_bytes)
+        super().__init__(max_bytes, size=entry_bytes)
 
     @staticmethod
     def keys_of(text_keys: list[bytes], suffix_ids: Tensor, suffix_mask: Tensor, context: bytes) -> list[bytes]:
@@ -310,47 +303,40 @@ class DecoderLayerWithMM(nn.Module):
     def _mm(self, h: Tensor, z: Tensor, z_mask: Tensor, n_text: int) -> Tensor:
         n_suffix = self.memory.n_suffix
         real = self.packing.current_for(h) if self.packing is not None else None  # None: no pads, or off
+        block = self.mm_block
         if not n_suffix:
-            return self.mm_block(h, z, z_mask, n_text=n_text, real=real)
+            return block(h, z, z_mask, n_text=n_text, real=real)
         # Rationale suffix (model.rationale): the block sees [text ‖ fusion] as always, and the
         # trailing prompt/rationale tokens as text of their own (token-wise parts only, no
-        # cross-attention), so they reach AV only through attention to the fusion tokens.
+        # cross-attention to the AV memory), so they reach AV only through the fusion tokens.
         L = h.shape[1] - n_suffix  # tokens before the suffix (0 in a decoding step)
         suffix_real = real.slice(L) if real is not None else None
         head_real = real.slice(0, L) if real is not None else None
-        if self.mm_block.readout is not None:
-            return self._mm_readout(h, z, z_mask, n_text, L, head_real, suffix_real)
-        suffix = self.mm_block(h[:, L:], z, z_mask, n_text=n_suffix, real=suffix_real)
-        if self.memory.suffix_ffw and self.mm_block.ffw_tokens == "fusion":
+        head, suffix = None, h[:, L:]
+        if block.readout is not None:
+            # model.rationale.readout: fusion. The suffix first reads this layer's fusion states
+            # (after the block's GCA wrote AV into them), so [text ‖ fusion] go first here; the
+            # keys/values are the fusion states only, and the text tokens, earlier in the causal
+            # order, are untouched.
+            if L:
+                head = block(h[:, :L], z, z_mask, n_text=n_text, real=head_real)  # (B, T+K, D)
+                fusion = self.memory.fusion_states[self.index] = head[:, n_text:]  # (B, K, D)
+            else:  # a decoding step: the states the prefix pass left (MultimodalLMOutput.mm_fusion_states)
+                fusion = self.memory.fusion_states.get(self.index)
+                if fusion is None:
+                    raise RuntimeError(f"model.rationale.readout: no fusion states of layer {self.index} for this "
+                                       "decoding step; pass the prefix pass's mm_fusion_states to decode_step")
+            suffix = block.readout(suffix, fusion.to(h.dtype))
+        suffix = block(suffix, z, z_mask, n_text=n_suffix, real=suffix_real)
+        if self.memory.suffix_ffw and block.ffw_tokens == "fusion":
             # The FFW on the suffix too (token-wise, no AV): capacity to write the format, while the
             # transcript keeps the frozen LM's states. (ffw_tokens all already updates the suffix.)
-            suffix = self.mm_block.ffw_only(suffix, suffix_real)
+            suffix = block.ffw_only(suffix, suffix_real)
         if L == 0:
             return suffix
-        return torch.cat([self.mm_block(h[:, :L], z, z_mask, n_text=n_text, real=head_real), suffix], dim=1)
-
-    def _mm_readout(self, h: Tensor, z: Tensor, z_mask: Tensor, n_text: int, L: int,
-                    head_real: RealTokens | None = None, suffix_real: RealTokens | None = None) -> Tensor:
-        """`_mm` with model.rationale.readout: fusion. [text ‖ fusion] go through the block as always;
-        the suffix first reads this layer's fusion states (after the block's GCA wrote AV into them)
-        through the block's read-out, then takes the token-wise parts as text. The keys/values are
-        the fusion states only: the suffix still meets AV only through the fusion tokens, and the
-        text tokens, earlier in the causal order, are untouched."""
-        block = self.mm_block
-        head = block(h[:, :L], z, z_mask, n_text=n_text, real=head_real) if L else None  # (B, T+K, D) or None
-        if head is not None:
-            fusion = head[:, n_text:]  # (B, K, D) this layer's fusion states
-            self.memory.fusion_states[self.index] = fusion
-        else:  # a decoding step: the states the prefix pass left (MultimodalLMOutput.mm_fusion_states)
-            fusion = self.memory.fusion_states.get(self.index)
-            if fusion is None:
-                raise RuntimeError(f"model.rationale.readout: no fusion states of layer {self.index} for this "
-                                   "decoding step; pass the prefix pass's mm_fusion_states to decode_step")
-        suffix = block.readout(h[:, L:], fusion.to(h.dtype))
-        suffix = block(suffix, z, z_mask, n_text=suffix.shape[1], real=suffix_real)
-        if self.memory.suffix_ffw and block.ffw_tokens == "fusion":
-            suffix = block.ffw_only(suffix, suffix_real)
-        return suffix if head is None else torch.cat([head, suffix], dim=1)
+        if head is None:
+            head = block(h[:, :L], z, z_mask, n_text=n_text, real=head_real)
+        return torch.cat([head, suffix], dim=1)
 
 
 def _decoder_layer(layer: nn.Module) -> nn.Module:

@@ -38,8 +38,9 @@ class PrefixEntry:
 class BoundedCache:
     """key -> entry, at most `max_bytes` in all; once full, nothing is added (see the module doc).
 
-    Shared by the frozen-state caches that must stay bounded (PrefixCache; UMCA's text states).
-    `size(entry)` gives an entry's bytes. Not a Module.
+    The one bound of every frozen-state cache (PrefixCache here; TextStateCache, its fusion states
+    and SuffixStateCache in multimodal_lm; UMCA's text states). `size(entry)` gives an entry's
+    bytes (`entry_bytes` for tensors and tuples of them). Not a Module.
     """
 
     def __init__(self, max_bytes: int, size) -> None:
@@ -53,9 +54,6 @@ class BoundedCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __contains__(self, key) -> bool:
-        return key in self._entries
-
     def clear(self) -> None:
         self._entries.clear()
         self.nbytes = 0
@@ -67,10 +65,6 @@ class BoundedCache:
         else:
             self.hits += 1
         return entry
-
-    def peek(self, key):
-        """`get` without counting a hit or a miss."""
-        return self._entries.get(key)
 
     def admit(self, key, entry):
         """Keep `entry` under `key` if it fits; returns the kept entry, or None when full."""
@@ -86,6 +80,13 @@ class BoundedCache:
 
 def tensor_bytes(t: Tensor) -> int:
     return t.numel() * t.element_size()
+
+
+def entry_bytes(entry) -> int:
+    """Bytes of a cache entry: a tensor or nested tuples of tensors."""
+    if isinstance(entry, Tensor):
+        return tensor_bytes(entry)
+    return sum(entry_bytes(e) for e in entry)
 
 
 class PrefixCache(BoundedCache):
