@@ -200,7 +200,7 @@ class Switches:
         self.model = model
         self.opt = opt  # perf.fused_adamw toggles its groups' `fused` flag (AdamW reads it every step)
         self.cache = PrefixCache(cache_mb * 2**20)
-        self.text_cache = model.lm.text_cache or TextStateCache()  # the preset's (model.text_cache) or a spare
+        self.text_cache = model.lm.text_cache if model.lm.text_cache is not None else TextStateCache()  # the preset's (model.text_cache) or a spare
         # GPT-2's tanh-GELU modules (backbone MLPs and FFW copies) and their fused replacement.
         self.gelus = [(m, m.act) for m in model.modules()
                       if hasattr(m, "act") and type(m.act).__name__ in ("NewGELUActivation", "GELUTanh")]
@@ -223,9 +223,8 @@ class Switches:
 
     def cache_bytes(self, v: dict) -> int:
         n = self.cache.nbytes if v.get("prefix_cache") else 0
-        if v.get("text_cache"):  # the text cache keeps no byte count: sum its tensors
-            for kv, h in self.text_cache._store.values():
-                n += h.numel() * h.element_size() + sum(t.numel() * t.element_size() for pair in kv for t in pair)
+        if v.get("text_cache"):  # its text entries (a BoundedCache counts their bytes)
+            n += self.text_cache.nbytes
         return n
 
 
